@@ -1,0 +1,104 @@
+"""The fields every probe kind shares, and the context a probe runs in.
+
+A probe kind is one module in `probes/`: a `<Kind>Spec(ProbeSpec)` with
+`kind: Literal["<kind>"]`, an `async def run(spec, ctx) -> Observation`, and
+`SPEC = <Kind>Spec` so the registry can find it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.durations import Duration
+from agent.expectations import Expect
+
+if TYPE_CHECKING:
+    import httpx
+
+    from agent.sources import SourceSpec
+
+Severity = Literal["info", "warning", "high", "critical"]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys rejected, immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_name(value: str) -> str:
+    """Validate a config name (probe, source, ...): letters, digits, `_`, `.`, `-`."""
+    if not _NAME.match(value):
+        raise ValueError(
+            f"invalid name {value!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+        )
+    return value
+
+
+class ProbeSpec(StrictModel):
+    """Fields shared by every probe kind."""
+
+    name: str = Field(description="Unique probe name; used in alerts, the store and the CLI.")
+    kind: str
+    every: Duration = Field(default=timedelta(seconds=30), description="How often the probe runs.")
+    timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="Hard limit for one run; a run still going is cut and recorded as an error.",
+    )
+    jitter: Duration | None = Field(
+        default=None,
+        description="Random delay added to each run to spread load; default 10% of `every`, at most 5s.",
+    )
+    expect: list[Expect] = Field(
+        default_factory=list,
+        description="Expressions over the result's values that must all hold, e.g. `status == 200`.",
+    )
+    severity: Severity = "warning"
+    labels: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+
+    _check_name = field_validator("name")(classmethod(lambda cls, v: check_name(v)))
+
+    @property
+    def effective_jitter(self) -> timedelta:
+        """The jitter in force: the configured one, else 10% of `every` capped at 5s."""
+        if self.jitter is not None:
+            return self.jitter
+        return min(self.every * 0.1, timedelta(seconds=5))
+
+
+@dataclass
+class RunContext:
+    """Long-lived things probes share: HTTP clients, sources, per-probe state.
+
+    Probes hold no instance state of their own; what must survive between runs
+    (a psutil process cache, a connection pool) lives here, keyed by probe name.
+    """
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    sources: dict[str, SourceSpec] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    _http: dict[bool, httpx.AsyncClient] = field(default_factory=dict)
+
+    def http(self, *, verify: bool = True) -> httpx.AsyncClient:
+        """A shared HTTP client (aiohttp transport, pooled connections), one per TLS mode."""
+        client = self._http.get(verify)
+        if client is None:
+            from agent.http_client import make_client
+
+            client = self._http[verify] = make_client(verify=verify)
+        return client
+
+    async def aclose(self) -> None:
+        """Close every shared client."""
+        for client in self._http.values():
+            await client.aclose()
+        self._http.clear()
