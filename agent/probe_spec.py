@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.durations import Duration
 from agent.expectations import Expect
@@ -51,7 +51,8 @@ class ProbeSpec(StrictModel):
     every: Duration = Field(default=timedelta(seconds=30), description="How often the probe runs.")
     timeout: Duration = Field(
         default=timedelta(seconds=10),
-        description="Hard limit for one run; a run still going is cut and recorded as an error.",
+        description="Hard limit for one run; a run still going is cut and recorded as failed. "
+        "Must be shorter than `every`; default 10s, or 80% of `every` when that is shorter.",
     )
     jitter: Duration | None = Field(
         default=None,
@@ -66,6 +67,13 @@ class ProbeSpec(StrictModel):
     description: str = ""
 
     _check_name = field_validator("name")(classmethod(lambda cls, v: check_name(v)))
+
+    @model_validator(mode="after")
+    def _default_timeout(self) -> ProbeSpec:
+        # A probe every 5s with no timeout given gets 4s, not an error about 10s >= 5s.
+        if "timeout" not in self.model_fields_set:
+            object.__setattr__(self, "timeout", min(timedelta(seconds=10), self.every * 0.8))
+        return self
 
     @property
     def effective_jitter(self) -> timedelta:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from agent.probe_spec import StrictModel
 from agent.secret_files import read_secret_file
@@ -25,16 +25,24 @@ class _PasswordSource(StrictModel):
         default=None, description="File holding the password (first line, trailing newline dropped)."
     )
 
+    @field_validator("password_file")
+    @classmethod
+    def _readable(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Anchor relative paths at the config file and fail here, so the error
+        # points at the password_file line.
+        if value is None:
+            return None
+        base = (info.context or {}).get("base_dir")
+        path = Path(base) / value if base is not None and not value.is_absolute() else value
+        read_secret_file(path)
+        return path
+
     @model_validator(mode="after")
-    def _load_password_file(self, info: ValidationInfo) -> _PasswordSource:
+    def _load_password_file(self) -> _PasswordSource:
         if self.password_file is not None:
             if self.password is not None:
                 raise ValueError("set either password or password_file, not both")
-            path = self.password_file
-            base = (info.context or {}).get("base_dir")
-            if base is not None and not path.is_absolute():
-                path = Path(base) / path
-            object.__setattr__(self, "password", read_secret_file(path))
+            object.__setattr__(self, "password", read_secret_file(self.password_file))
         return self
 
 
