@@ -1,0 +1,171 @@
+"""Fires every probe on its own fixed-rate schedule, with jitter, bounded concurrency.
+
+One asyncio timer per probe (the event loop's own heap does the ordering): measured
+cheaper per run than an APScheduler job (see BENCHMARKS.md), which matters at
+thousands of probes. APScheduler still runs the cron-like jobs (retention, compaction).
+
+Rules, stated once:
+- A probe is due at `start + k * every`, plus a fresh random jitter each run, so the
+  schedule never drifts.
+- A run that is still in flight when the next one is due is not doubled: the new run
+  is skipped and counted as an overlap (the in-flight one is cut by its timeout anyway).
+- If the loop falls more than one interval behind (machine suspended, loop blocked),
+  the runs that were missed are counted and skipped; one run fires now (coalesce).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from agent.probe_spec import ProbeSpec
+from agent.results import utcnow
+
+log = logging.getLogger(__name__)
+
+Execute = Callable[[ProbeSpec, datetime], Awaitable[None]]
+
+
+@dataclass
+class ProbeSchedule:
+    """Scheduling state and counters of one probe."""
+
+    spec: ProbeSpec
+    next_base: float = 0.0  # loop time of the next un-jittered slot
+    handle: asyncio.TimerHandle | None = None
+    task: asyncio.Task[None] | None = None
+    runs: int = 0
+    missed: int = 0
+    overlaps: int = 0
+    last_lag_ms: float = 0.0
+
+
+@dataclass
+class DispatcherStats:
+    """Totals across probes."""
+
+    runs: int = 0
+    missed: int = 0
+    overlaps: int = 0
+    in_flight: int = 0
+    lag_ms: list[float] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Schedules probe runs; `execute(spec, scheduled_at)` does the work of one run."""
+
+    def __init__(self, execute: Execute, *, max_in_flight: int = 2000, rng: random.Random | None = None) -> None:
+        self._execute = execute
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._rng = rng or random.Random()
+        self._probes: dict[str, ProbeSchedule] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._lag_window: list[float] = []
+
+    @property
+    def schedules(self) -> dict[str, ProbeSchedule]:
+        """Per-probe schedule state, by probe name."""
+        return self._probes
+
+    def set_probes(self, specs: list[ProbeSpec]) -> None:
+        """Start scheduling `specs`; probes no longer listed stop, changed ones are rescheduled.
+
+        Counters of a probe that stays are kept, so a reload does not reset them.
+        """
+        loop = asyncio.get_running_loop()
+        wanted = {s.name: s for s in specs}
+        for name in list(self._probes):
+            if name not in wanted:
+                state = self._probes.pop(name)
+                if state.handle:
+                    state.handle.cancel()
+        for name, spec in wanted.items():
+            state = self._probes.get(name)
+            if state is not None and state.spec == spec:
+                continue
+            if state is None:
+                state = self._probes[name] = ProbeSchedule(spec)
+            elif state.handle:
+                state.handle.cancel()
+            state.spec = spec
+            # Spread first runs over the jitter window (at most 1 s extra) so a
+            # thousand probes do not all fire in the same millisecond at start.
+            spread = min(spec.effective_jitter.total_seconds(), spec.every.total_seconds(), 1.0)
+            state.next_base = loop.time() + self._rng.uniform(0, spread)
+            self._arm(state, loop)
+
+    def _arm(self, state: ProbeSchedule, loop: asyncio.AbstractEventLoop) -> None:
+        jitter = self._rng.uniform(0, state.spec.effective_jitter.total_seconds())
+        due = state.next_base + jitter
+        state.handle = loop.call_at(due, self._fire, state, due)
+
+    def _fire(self, state: ProbeSchedule, due: float) -> None:
+        if self._stopping or self._probes.get(state.spec.name) is not state:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        every = state.spec.every.total_seconds()
+        state.next_base += every
+        if now - state.next_base > every:
+            # Fell behind by more than an interval: count the slots we cannot run.
+            behind = int((now - state.next_base) // every)
+            state.missed += behind
+            state.next_base += behind * every
+            log.warning("probe %s missed %d runs (scheduler behind)", state.spec.name, behind)
+        self._arm(state, loop)
+
+        if state.task is not None and not state.task.done():
+            state.overlaps += 1
+            return
+        scheduled_at = utcnow() - timedelta(seconds=now - due)
+        task = asyncio.create_task(self._run(state, scheduled_at), name=f"probe:{state.spec.name}")
+        state.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, state: ProbeSchedule, scheduled_at: datetime) -> None:
+        async with self._slots:
+            lag = (utcnow() - scheduled_at).total_seconds() * 1000
+            state.last_lag_ms = lag
+            self._lag_window.append(lag)
+            if len(self._lag_window) > 10_000:
+                del self._lag_window[:5_000]
+            state.runs += 1
+            try:
+                await self._execute(state.spec, scheduled_at)
+            except Exception:  # execute() is the agent's own code; log and keep scheduling
+                log.exception("handling a result of probe %s failed", state.spec.name)
+
+    def stats(self) -> DispatcherStats:
+        """Totals and the recent scheduling lags (ms)."""
+        return DispatcherStats(
+            runs=sum(s.runs for s in self._probes.values()),
+            missed=sum(s.missed for s in self._probes.values()),
+            overlaps=sum(s.overlaps for s in self._probes.values()),
+            in_flight=len(self._tasks),
+            lag_ms=list(self._lag_window),
+        )
+
+    async def stop(self, grace: float) -> int:
+        """Stop firing, wait up to `grace` seconds for runs in flight, cancel the rest.
+
+        Returns how many runs had to be cancelled.
+        """
+        self._stopping = True
+        for state in self._probes.values():
+            if state.handle:
+                state.handle.cancel()
+        pending = set(self._tasks)
+        if not pending:
+            return 0
+        _, still = await asyncio.wait(pending, timeout=grace)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.gather(*still, return_exceptions=True)
+        return len(still)
