@@ -1,0 +1,128 @@
+"""The console timeline: one line per result, state changes marked, colour only on a TTY."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.demo.timeline import ConsoleTimeline
+from agent.results import ProbeResult, Status
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def result(status: Status, probe: str = "shop-api", **fields: Any) -> ProbeResult:
+    return ProbeResult(
+        probe=probe,
+        kind="http",
+        started_at=datetime(2026, 5, 1, tzinfo=UTC),
+        duration_ms=3.0,
+        status=status,
+        **fields,
+    )
+
+
+def timeline() -> tuple[ConsoleTimeline, io.StringIO, FakeClock]:
+    out, clock = io.StringIO(), FakeClock()
+    return ConsoleTimeline(stream=out, clock=clock), out, clock
+
+
+def test_one_line_per_result_with_elapsed_mark_and_detail() -> None:
+    tl, out, clock = timeline()
+    clock.now += 4.1
+    tl(result(Status.OK, latency_ms=3.2, detail="200 OK"))
+    clock.now += 1
+    tl(result(Status.FAIL, probe="payment-backlog", failed=["stuck_payments == 0 (was 3)", "x"]))
+
+    first, second = out.getvalue().splitlines()
+    assert first.startswith("+  4.1s  ✓ shop-api")
+    assert "ok" in first and "3 ms" in first and first.endswith("200 OK")
+    assert second.startswith("+  5.1s  ✗ payment-backlog")
+    assert "FAIL" in second and second.endswith("stuck_payments == 0 (was 3) (+1 more)")
+
+
+def test_state_changes_are_marked_both_ways() -> None:
+    tl, out, clock = timeline()
+    tl(result(Status.OK))
+    clock.now += 3
+    tl(result(Status.ERROR, error="timed out after 1s"))
+    clock.now += 3
+    tl(result(Status.FAIL, failed=["status == 200 (was 500)"]))  # still down: no change
+    clock.now += 4
+    tl(result(Status.OK))
+
+    lines = out.getvalue().splitlines()
+    assert "▼ shop-api" in lines[1] and "ERROR" in lines[1]
+    assert lines[1].endswith("timed out after 1s   (was ok)")
+    assert "✗ shop-api" in lines[2] and "(was ok)" not in lines[2]
+    assert "▲ shop-api" in lines[3] and lines[3].endswith("recovered after 7.0s")
+
+
+def test_fault_lines_interleave_with_results() -> None:
+    tl, out, clock = timeline()
+    tl(result(Status.OK))
+    clock.now += 15
+    tl.fault("⚡ fault: shop API slowed to 1.5 s")
+    assert out.getvalue().splitlines()[1] == "+ 15.0s  ⚡ fault: shop API slowed to 1.5 s"
+
+
+def test_colours_only_when_asked_or_on_a_tty() -> None:
+    plain, _, _ = timeline()
+    assert plain.color is False  # a StringIO is not a terminal
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    coloured = ConsoleTimeline(stream=tty)
+    coloured(result(Status.FAIL, failed=["latency_ms < 500 (was 1501)"]))
+    coloured.fault("⚡ fault: x")
+    assert coloured.color is True
+    assert "\033[31m" in tty.getvalue() and "\033[1;35m" in tty.getvalue()
+    plain(result(Status.FAIL))
+    assert "\033[" not in plain.stream.getvalue()  # type: ignore[attr-defined]
+
+
+def test_no_color_env_turns_colours_off(monkeypatch: Any) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert ConsoleTimeline(stream=Tty()).color is False
+
+
+def test_long_details_are_clipped_to_one_line() -> None:
+    tl, out, _ = timeline()
+    tl(result(Status.FAIL, error="connect refused\n" + "x" * 500))
+    (line,) = out.getvalue().splitlines()
+    assert len(line) <= tl.width and line.endswith("…")
+
+
+def test_summary_counts_results_per_probe_and_points_at_the_store() -> None:
+    tl, _, clock = timeline()
+    for status in (Status.OK, Status.OK, Status.FAIL, Status.ERROR):
+        tl(result(status))
+    tl(result(Status.OK, probe="shop-port"))
+    clock.now += 30
+
+    text = tl.summary("var/opsagent.duckdb")
+
+    assert "after 30s: 5 results from 2 probes" in text
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in text.splitlines()
+        if line.startswith("  shop-")
+    }
+    assert rows == {"shop-api": ["2", "1", "1"], "shop-port": ["1", "0", "0"]}
+    assert "var/opsagent.duckdb" in text
+    assert "opsagent query 'select probe, status, count(*) from results group by all'" in text
