@@ -51,7 +51,11 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
 
 
 def parse_config(
-    text: str, file: str = "<config>", *, base_dir: Path | None = None, env: Mapping[str, str] | None = None
+    text: str,
+    file: str = "<config>",
+    *,
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Config:
     """Validate config text; `file` names it in errors, `base_dir` anchors relative paths."""
     env = os.environ if env is None else env
@@ -158,7 +162,9 @@ def _clean_loc(data: Any, loc: Loc) -> Loc:
                 current = current[part]
             elif isinstance(part, str) and current.get("kind") == part:
                 continue  # discriminated-union tag: not a YAML key
-            elif isinstance(part, str) and part.startswith(("function-", "union[", "json-or-python")):
+            elif isinstance(part, str) and part.startswith(
+                ("function-", "union[", "json-or-python")
+            ):
                 continue
             else:
                 out.append(part)
@@ -166,7 +172,9 @@ def _clean_loc(data: Any, loc: Loc) -> Loc:
         elif isinstance(current, list) and isinstance(part, int):
             out.append(part)
             current = current[part] if part < len(current) else None
-        elif isinstance(part, str) and (part.startswith(("function-", "union[")) or part == "[key]"):
+        elif isinstance(part, str) and (
+            part.startswith(("function-", "union[")) or part == "[key]"
+        ):
             continue
         else:
             out.append(part)
@@ -273,7 +281,9 @@ def _duplicate_keys(node: yaml.Node | None, loc: Loc) -> Iterator[tuple[Loc, yam
             yield from _duplicate_keys(item, (*loc, i))
 
 
-def _interpolate(value: Any, node: yaml.Node | None, loc: Loc, env: Mapping[str, str], add: Any) -> Any:
+def _interpolate(
+    value: Any, node: yaml.Node | None, loc: Loc, env: Mapping[str, str], add: Any
+) -> Any:
     """Replace `${VAR}` and `${VAR:-default}` in string values; `$$` is a literal `$`."""
     if isinstance(value, dict):
         return {k: _interpolate(v, _child(node, k), (*loc, k), env, add) for k, v in value.items()}
@@ -291,7 +301,11 @@ def _interpolate(value: Any, node: yaml.Node | None, loc: Loc, env: Mapping[str,
         if default is not None:
             return default
         line = node.start_mark.line + 1 if node is not None else None
-        add(line, loc, f"environment variable {name} is not set (write ${{{name}:-default}} to give a default)")
+        add(
+            line,
+            loc,
+            f"environment variable {name} is not set (write ${{{name}:-default}} to give a default)",
+        )
         return ""
 
     return _VAR.sub(replace, value)
@@ -335,7 +349,10 @@ def cross_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         if isinstance(name, str):
             if name in first_seen:
                 problems.append(
-                    (("probes", i, "name"), f"duplicate probe name {name!r} (first used by probes[{first_seen[name]}])")
+                    (
+                        ("probes", i, "name"),
+                        f"duplicate probe name {name!r} (first used by probes[{first_seen[name]}])",
+                    )
                 )
             else:
                 first_seen[name] = i
@@ -353,7 +370,9 @@ def cross_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         source = probe.get("source")
         if isinstance(source, str) and isinstance(sources, dict) and source not in sources:
             known = ", ".join(sorted(sources)) or "none defined"
-            problems.append((("probes", i, "source"), f"unknown source {source!r} (sources: {known})"))
+            problems.append(
+                (("probes", i, "source"), f"unknown source {source!r} (sources: {known})")
+            )
     return problems
 
 

@@ -9,7 +9,7 @@ Rules, stated once:
   schedule never drifts.
 - A run that is still in flight when the next one is due is not doubled: the new run
   is skipped and counted as an overlap (the in-flight one is cut by its timeout anyway).
-- If the loop falls more than one interval behind (machine suspended, loop blocked),
+- If the loop falls a whole interval or more behind (machine suspended, loop blocked),
   the runs that were missed are counted and skipped; one run fires now (coalesce).
 """
 
@@ -58,7 +58,9 @@ class DispatcherStats:
 class Dispatcher:
     """Schedules probe runs; `execute(spec, scheduled_at)` does the work of one run."""
 
-    def __init__(self, execute: Execute, *, max_in_flight: int = 2000, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, execute: Execute, *, max_in_flight: int = 2000, rng: random.Random | None = None
+    ) -> None:
         self._execute = execute
         self._slots = asyncio.Semaphore(max_in_flight)
         self._rng = rng or random.Random()
@@ -81,17 +83,19 @@ class Dispatcher:
         wanted = {s.name: s for s in specs}
         for name in list(self._probes):
             if name not in wanted:
-                state = self._probes.pop(name)
+                gone = self._probes.pop(name)
+                if gone.handle:
+                    gone.handle.cancel()
+        for name, spec in wanted.items():
+            existing = self._probes.get(name)
+            if existing is not None and existing.spec == spec:
+                continue
+            if existing is None:
+                state = self._probes[name] = ProbeSchedule(spec)
+            else:
+                state = existing
                 if state.handle:
                     state.handle.cancel()
-        for name, spec in wanted.items():
-            state = self._probes.get(name)
-            if state is not None and state.spec == spec:
-                continue
-            if state is None:
-                state = self._probes[name] = ProbeSchedule(spec)
-            elif state.handle:
-                state.handle.cancel()
             state.spec = spec
             # Spread first runs over the jitter window (at most 1 s extra) so a
             # thousand probes do not all fire in the same millisecond at start.
@@ -111,9 +115,10 @@ class Dispatcher:
         now = loop.time()
         every = state.spec.every.total_seconds()
         state.next_base += every
-        if now - state.next_base > every:
-            # Fell behind by more than an interval: count the slots we cannot run.
-            behind = int((now - state.next_base) // every)
+        if state.next_base <= now:
+            # Fell behind by a whole interval or more: the slots already past are
+            # counted as missed and skipped; this run stands in for them (coalesce).
+            behind = int((now - state.next_base) // every) + 1
             state.missed += behind
             state.next_base += behind * every
             log.warning("probe %s missed %d runs (scheduler behind)", state.spec.name, behind)
