@@ -8,9 +8,9 @@ point `disk.percent["/"]` and `disk.free_gb["/"]`.
 probes:
   - name: this-host
     kind: host
-    # Mount points whose disk usage is reported; default (null): every physical
-    # partition, as `df` would list them without pseudo file systems.
-    mounts: ["/"]
+    # Mount points whose disk usage is reported, e.g. ["/", /var/lib/postgresql].
+    # The default (null) is every physical partition, without pseudo file systems.
+    mounts: null
     every: 30s
     timeout: 5s
     expect: [cpu.percent < 95, memory.percent < 90, 'disk.percent["/"] < 90']

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -184,8 +183,3 @@ def write_ca(ca: trustme.CA, path: Path) -> Path:
     """Write the CA certificate as PEM (for the tls probe's ca_file)."""
     ca.cert_pem.write_to_path(str(path))
     return path
-
-
-def dump(value: object) -> str:
-    """JSON for a child process's stdout."""
-    return json.dumps(value)
