@@ -161,13 +161,15 @@ class FaultInjector:
         """
         start = self.clock() if start is None else start
         steps = sorted(self.timeline, key=lambda s: s.at)
+        if not steps:
+            return
         while True:
             for step in steps:
                 await asyncio.sleep(max(0.0, start + step.at - self.clock()))
                 await self.play(step)
             if not self.repeat:
                 return
-            start += max(self.round_seconds, steps[-1].at if steps else 0.0)
+            start += max(self.round_seconds, steps[-1].at)
 
     async def play(self, step: Step) -> None:
         """Apply one step and print its line, or a warning if it could not be applied."""

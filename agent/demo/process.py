@@ -159,4 +159,7 @@ async def launch_shop(
             if attempt == attempts - 1:
                 raise
             port = free_port()
+        except BaseException:  # cancelled (Ctrl-C) while waiting: leave no child behind
+            shop.stop()
+            raise
     raise AssertionError("unreachable")

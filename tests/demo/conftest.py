@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import psutil
@@ -23,6 +25,16 @@ def shop_processes(data_dir: Path) -> list[psutil.Process]:
         if alive and "agent.demo.shop" in cmdline and str(data_dir) in cmdline:
             found.append(proc)
     return found
+
+
+async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait until `check()` is true; fail the test after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        if check():
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -98,3 +98,10 @@ async def test_injector_repeats_rounds(quiet_shop: ShopProcess) -> None:
         await task
     assert len(lines) >= 3
     assert set(lines) == {"⚡ fault: degraded"}
+
+
+async def test_an_empty_timeline_returns_at_once(quiet_shop: ShopProcess) -> None:
+    lines: list[str] = []
+    async with asyncio.timeout(1):
+        await FaultInjector(quiet_shop, [], emit=lines.append).run()
+    assert lines == []

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from agent.demo.faults import (
 )
 from agent.demo.process import ShopProcess, ShopStartError, free_port
 
-from .conftest import shop_processes
+from .conftest import eventually, shop_processes
 
 
 async def get(shop: ShopProcess, path: str, limit_s: float = 5.0) -> httpx.Response:
@@ -40,13 +39,6 @@ async def get(shop: ShopProcess, path: str, limit_s: float = 5.0) -> httpx.Respo
 async def post(shop: ShopProcess, path: str, body: Any) -> httpx.Response:
     async with httpx.AsyncClient(trust_env=False, timeout=5.0) as client:
         return await client.post(shop.base_url + path, json=body)
-
-
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def table(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:

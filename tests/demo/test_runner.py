@@ -1,0 +1,105 @@
+"""`run_demo` end to end: the real shop, the real agent with the repo's agent.yaml, the store."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from agent.demo.faults import KillShop, StartShop, Step
+from agent.demo.runner import ENV_KEYS, run_demo
+
+from .conftest import eventually, shop_processes
+
+REPO_CONFIG = Path(__file__).parents[2] / "agent.yaml"
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    """The repo's agent.yaml, copied so its store (./var, relative to the file) is private."""
+    path = tmp_path / "agent.yaml"
+    shutil.copy(REPO_CONFIG, path)
+    return path
+
+
+def stored_counts(config_path: Path) -> dict[tuple[str, str], int]:
+    with duckdb.connect(str(config_path.parent / "var" / "opsagent.duckdb"), read_only=True) as db:
+        rows = db.execute("select probe, status, count(*) from results group by all").fetchall()
+    return {(probe, status): n for probe, status, n in rows}
+
+
+async def test_demo_stores_results_from_every_probe_and_shows_a_fault(
+    config_path: Path, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "demo"
+    out = io.StringIO()
+    before = {key: os.environ.get(key) for key in ENV_KEYS}
+    timeline = [
+        Step(4, KillShop(), "shop process killed (SIGKILL)"),
+        Step(7, StartShop(), "shop process restarted", fault=False),
+    ]
+
+    code = await run_demo(config_path, 12, data_dir, timeline=timeline, out=out)
+
+    assert code == 0
+    counts = stored_counts(config_path)
+    configured = {p["name"] for p in yaml.safe_load(REPO_CONFIG.read_text())["probes"]}
+    assert {probe for probe, _ in counts} == configured
+    assert counts[("shop-port", "fail")] >= 1  # the kill was detected ...
+    assert counts[("shop-port", "ok")] >= 2  # ... between healthy runs
+    text = out.getvalue()
+    assert "⚡ fault: shop process killed (SIGKILL)" in text
+    assert "▼ shop-port" in text and "▲ shop-port" in text
+    assert "opsagent query 'select probe, status, count(*) from results group by all'" in text
+    assert shop_processes(data_dir.resolve()) == []
+    assert {key: os.environ.get(key) for key in ENV_KEYS} == before
+
+
+async def test_sigterm_stops_the_demo_and_its_shop(config_path: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    out = io.StringIO()
+    demo = asyncio.create_task(run_demo(config_path, None, data_dir, timeline=[], out=out))
+    # Signal only once a result is printed: the agent's own SIGTERM handler is in place.
+    await eventually(lambda: "✓" in out.getvalue(), within=20)
+    assert len(shop_processes(data_dir.resolve())) == 1
+
+    os.kill(os.getpid(), signal.SIGTERM)
+
+    async with asyncio.timeout(30):
+        assert await demo == 0
+    assert "Demo finished" in out.getvalue()
+    assert shop_processes(data_dir.resolve()) == []
+
+
+async def test_cancelled_while_starting_leaves_no_shop(config_path: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    demo = asyncio.create_task(run_demo(config_path, 5, data_dir, out=io.StringIO()))
+    await eventually(lambda: bool(shop_processes(data_dir.resolve())), within=20)  # starting
+
+    demo.cancel()  # what Ctrl-C does before the agent has installed its handlers
+
+    with pytest.raises(asyncio.CancelledError):
+        await demo
+    assert shop_processes(data_dir.resolve()) == []
+
+
+async def test_invalid_config_is_reported_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "agent.yaml"
+    bad.write_text("probes:\n  - name: x\n    kind: http\n    every: 5s\n    timeout: 10s\n")
+    data_dir = tmp_path / "demo"
+
+    code = await run_demo(bad, 5, data_dir, out=io.StringIO())
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "invalid config" in err and "url" in err and "timeout" in err
+    assert not (data_dir / "shop.db").exists()
