@@ -161,6 +161,18 @@ class LatestResult:
     runs: int  # results stored for this probe
 
 
+@dataclass(frozen=True)
+class ProbeCounters:
+    """The dispatcher's counters for one probe since the agent process started."""
+
+    probe: str
+    runs: int
+    missed: int  # slots skipped because the scheduler fell behind
+    overlaps: int  # slots skipped because the previous run was still in flight
+    since: datetime  # start of the agent process that counted
+    updated_at: datetime
+
+
 class QueryResult(NamedTuple):
     """The answer to a read-only SQL query: column names, rows, and whether rows were cut."""
 
@@ -192,14 +204,14 @@ class StoreReader:
 
     def schema_version(self) -> int:
         """The schema version of the file (0 for a file opsagent never initialised)."""
-        exists = self._con.execute(
+        exists = _scalar(
+            self._con,
             "SELECT count(*) FROM duckdb_tables() "
-            "WHERE database_name = current_database() AND table_name = 'schema_version'"
-        ).fetchone()
-        if not exists or not exists[0]:
+            "WHERE database_name = current_database() AND table_name = 'schema_version'",
+        )
+        if not exists:
             return 0
-        row = self._con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-        return int(row[0]) if row else 0
+        return int(_scalar(self._con, "SELECT coalesce(max(version), 0) FROM schema_version"))
 
     def latest_per_probe(self) -> list[LatestResult]:
         """The last result of every probe, by probe name, with failures since its last ok.
@@ -247,17 +259,25 @@ class StoreReader:
     def count_results(self, probe: str | None = None) -> int:
         """How many results are stored, for one probe or all."""
         if probe is None:
-            row = self._con.execute("SELECT count(*) FROM results").fetchone()
-        else:
-            row = self._con.execute(
-                "SELECT count(*) FROM results WHERE probe = ?", [probe]
-            ).fetchone()
-        return int(row[0]) if row else 0
+            return int(_scalar(self._con, "SELECT count(*) FROM results"))
+        return int(_scalar(self._con, "SELECT count(*) FROM results WHERE probe = ?", [probe]))
+
+    def probe_counters(self) -> list[ProbeCounters]:
+        """The last saved dispatcher counters of every probe."""
+        rows = self._con.execute(
+            'SELECT probe, runs, missed, "overlaps", since, updated_at FROM probe_counters ORDER BY probe'
+        ).fetchall()
+        return [
+            ProbeCounters(
+                str(p), int(r), int(m), int(o), _aware(s) or utcnow(), _aware(u) or utcnow()
+            )
+            for p, r, m, o, s, u in rows
+        ]
 
     def get_meta(self, key: str) -> str | None:
         """The value stored under `key` in the meta table, or None."""
-        row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return str(row[0]) if row else None
+        value = _scalar(self._con, "SELECT value FROM meta WHERE key = ?", [key])
+        return None if value is None else str(value)
 
     def query(
         self,
@@ -283,6 +303,8 @@ class StoreReader:
         except duckdb.Error as exc:
             raise StoreError(f"query failed: {exc}") from exc
         finally:
+            # In 2.0 an unfinished result blocks the appender's flush: drop the rest.
+            con.abort()
             con.execute("ROLLBACK")
         return QueryResult(columns, rows[:max_rows], len(rows) > max_rows)
 
@@ -367,7 +389,7 @@ class Store:
         and be at this version's schema. Raises `StoreError` when the file is held by
         another process, is missing (read-only), or was written by a newer opsagent.
         """
-        path = Path(path).expanduser().absolute()
+        path = Path(path).expanduser().resolve()
         if read_only:
             if not path.exists():
                 raise StoreError(f"the store {path} does not exist (has the agent run yet?)")
@@ -556,6 +578,32 @@ class Store:
 
     # -- writes other than ingest --------------------------------------------------------
 
+    async def save_probe_counters(self, counters: Sequence[ProbeCounters]) -> None:
+        """Replace the saved dispatcher counters with `counters` (one row per probe)."""
+        self._check_writable()
+        rows = [
+            [c.probe, c.runs, c.missed, c.overlaps, _naive(c.since), _naive(c.updated_at)]
+            for c in counters
+        ]
+
+        def replace() -> None:
+            con = self._connection()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute("DELETE FROM probe_counters")
+                if rows:
+                    con.executemany("INSERT INTO probe_counters VALUES (?, ?, ?, ?, ?, ?)", rows)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+        await self._call(replace)
+
+    async def probe_counters(self) -> list[ProbeCounters]:
+        """The last saved dispatcher counters of every probe."""
+        return await self._read(lambda r: r.probe_counters())
+
     async def set_meta(self, key: str, value: str) -> None:
         """Store `value` under `key` in the meta table (e.g. the agent's start time)."""
         self._check_writable()
@@ -577,10 +625,7 @@ class Store:
         cutoff = _naive(utcnow() - older_than)
 
         def delete() -> int:
-            row = (
-                self._connection().execute("DELETE FROM results WHERE ts < ?", [cutoff]).fetchone()
-            )
-            return int(row[0]) if row else 0
+            return int(_scalar(self._connection(), "DELETE FROM results WHERE ts < ?", [cutoff]))
 
         deleted = await self._call(delete)
         log.info("store: pruned %d results older than %s", deleted, older_than)
@@ -654,13 +699,14 @@ class Store:
             self._failed_flushes += 1
             self._retrying = True
             self._note_error(outcome.error)
-            log.error(
-                "store: writing %d results failed (attempt %d), retrying in %.1fs: %s",
-                len(batch),
-                attempt,
-                delay,
-                outcome.error,
-            )
+            if attempt == 1 or attempt % 10 == 0:  # a full disk must not flood the log
+                log.error(
+                    "store: writing %d results failed (attempt %d), retrying in %.1fs: %s",
+                    len(batch),
+                    attempt,
+                    delay,
+                    outcome.error,
+                )
             if isinstance(outcome.error, duckdb.FatalException | StoreError) or _invalidated(
                 outcome.error
             ):
@@ -761,12 +807,17 @@ class Store:
         try:
             self._appender.append_rows(rows)
             self._appender.flush()
-        except BaseException:
+        except BaseException as exc:
             # After a failure the appender's buffer is in no state to trust: drop it so
             # a retry starts empty and no row can be inserted twice.
             with contextlib.suppress(duckdb.Error):
                 self._appender.clear()
             self._appender = None
+            if isinstance(exc, duckdb.ResourceInUseException):
+                # A read left its result unfinished (a bug, logged by the caller): end
+                # it so that the retry can write.
+                with contextlib.suppress(duckdb.Error):
+                    self._connection().abort()
             raise
         return (time.perf_counter() - started) * 1000
 
@@ -866,8 +917,7 @@ class Store:
         self._compact_dir.mkdir()
         # Same file name inside the directory, so the copy's catalog name matches.
         fresh = self._compact_dir / self.path.name
-        row = con.execute("SELECT current_database()").fetchone()
-        database = str(row[0]) if row else self.path.stem
+        database = str(_scalar(con, "SELECT current_database()")).replace('"', '""')
         try:
             con.execute(f"ATTACH {_sql_string(str(fresh))} AS opsagent_compact")
             try:
@@ -1054,6 +1104,8 @@ def _check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
         raise StoreError(f"query failed: {exc}") from exc
+    if not statements:
+        raise StoreError("refused: the query is empty")
     if len(statements) != 1:
         raise StoreError(f"refused: one statement at a time ({len(statements)} given)")
     kind = statements[0].type
@@ -1071,6 +1123,18 @@ def _check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
                 f"refused: {word.group().upper()} is not allowed; queries only read "
                 '(quote an identifier that is spelled like a keyword: "set")'
             )
+
+
+def _scalar(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None
+) -> Any:
+    """The first value of the first row, or None.
+
+    Reads with `fetchall()`, never `fetchone()`: in DuckDB 2.0 a result left unfinished
+    makes the appender's next flush fail ("connection has an unfinished result").
+    """
+    rows = con.execute(sql, params).fetchall()
+    return rows[0][0] if rows else None
 
 
 def _blames_rows(exc: Exception) -> bool:

@@ -81,6 +81,22 @@ CREATE TABLE meta (
 """
 
 # The schema, in order. Append a line to add a migration; never edit a shipped one.
-MIGRATIONS: tuple[Migration, ...] = (Migration("results and meta", _RESULTS_AND_META),)
+# The dispatcher's counters per probe since the agent started (`since`), saved every few
+# seconds and at shutdown so `opsagent status` can show missed and overlapping runs.
+_PROBE_COUNTERS = """
+CREATE TABLE probe_counters (
+    probe VARCHAR PRIMARY KEY,
+    runs BIGINT NOT NULL,
+    missed BIGINT NOT NULL,
+    "overlaps" BIGINT NOT NULL,         -- quoted: OVERLAPS is an SQL keyword
+    since TIMESTAMP NOT NULL,           -- UTC start of the agent process that counted
+    updated_at TIMESTAMP NOT NULL       -- UTC
+);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("results and meta", _RESULTS_AND_META),
+    Migration("probe counters", _PROBE_COUNTERS),
+)
 
 SCHEMA_VERSION = len(MIGRATIONS)
