@@ -204,6 +204,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from agent.probe_spec import RunContext
     from agent.redaction import Redactor
     from agent.runner import run_probe
+    from probes import prepare
 
     config, path = _load(args)
     spec = config.probe(args.name)
@@ -214,6 +215,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     async def once() -> Any:
         ctx = RunContext(base_dir=path.parent, sources=dict(config.sources))
+        prepare([spec], ctx)
         try:
             return await run_probe(spec, ctx, redactor=Redactor.from_model(config))
         finally:

@@ -16,15 +16,17 @@ from agent.dispatcher import Dispatcher
 from agent.pipeline import Listener, Pipeline
 from agent.probe_spec import ProbeSpec, RunContext
 from agent.redaction import Redactor
-from agent.results import ProbeResult
+from agent.results import ProbeResult, utcnow
 from agent.runner import run_probe
-from agent.store import Store
+from agent.store import ProbeCounters, Store
+from probes import prepare as prepare_probes
 
 log = logging.getLogger(__name__)
 
 # Cron-like housekeeping jobs: a run may start up to this late and still run once.
 JOB_MISFIRE_GRACE_S = 300
 JOB_TIMEOUT_S = 600.0
+COUNTERS_EVERY_S = 5
 
 
 class Agent:
@@ -65,6 +67,16 @@ class Agent:
         )
         scheduler = AsyncIOScheduler(event_loop=loop)
         self._add_housekeeping(scheduler, store)
+        scheduler.add_job(
+            self._save_counters,
+            "interval",
+            args=[store],
+            seconds=COUNTERS_EVERY_S,
+            id="probe-counters",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=COUNTERS_EVERY_S,
+        )
         handled: list[signal.Signals] = []
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -72,10 +84,9 @@ class Agent:
                 handled.append(sig)
         try:
             scheduler.start()
-            dispatcher.set_probes(list(self.config.probes))
-            from agent.results import utcnow
-
             self.started_at = utcnow()
+            prepare_probes(self.config.probes, ctx)
+            dispatcher.set_probes(list(self.config.probes))
             log.info(
                 "agent %s started: %d probes, store %s",
                 self.config.agent.name,
@@ -92,12 +103,28 @@ class Agent:
             cut = await dispatcher.stop(self.config.agent.shutdown_grace.total_seconds())
             if cut:
                 log.warning("cut %d probe runs still in flight at shutdown", cut)
+            await self._save_counters(store)
             await store.close()
             await ctx.aclose()
             for sig in handled:
                 loop.remove_signal_handler(sig)
             log.info("agent stopped; store flushed")
         return 0
+
+    async def _save_counters(self, store: Store) -> None:
+        """Persist the dispatcher's per-probe counters so `status` can show them."""
+        if self.dispatcher is None or self.started_at is None:
+            return
+        now = utcnow()
+        counters = [
+            ProbeCounters(name, s.runs, s.missed, s.overlaps, self.started_at, now)
+            for name, s in self.dispatcher.schedules.items()
+        ]
+        try:
+            async with asyncio.timeout(JOB_TIMEOUT_S):
+                await store.save_probe_counters(counters)
+        except Exception:
+            log.exception("saving probe counters failed")
 
     def _on_signal(self, sig: signal.Signals, stop: asyncio.Event) -> None:
         log.info("received %s", sig.name)

@@ -13,7 +13,9 @@ from httpx_aiohttp import HttpxAiohttpClient
 
 def make_client(*, verify: bool = True, max_connections: int = 1000) -> httpx.AsyncClient:
     """Create a pooled client; timeouts are set per request by the probe."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     client: httpx.AsyncClient = HttpxAiohttpClient(
         verify=verify, limits=limits, trust_env=False, timeout=None
     )

@@ -27,7 +27,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(level: str = "info", *, json_logs: bool | None = None, stream: TextIO | None = None) -> None:
+def setup_logging(
+    level: str = "info", *, json_logs: bool | None = None, stream: TextIO | None = None
+) -> None:
     """Configure the root logger once; `json_logs=None` picks JSON unless stream is a TTY."""
     stream = stream or sys.stderr
     if json_logs is None:
@@ -36,7 +38,9 @@ def setup_logging(level: str = "info", *, json_logs: bool | None = None, stream:
     if json_logs:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

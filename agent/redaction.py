@@ -14,8 +14,12 @@ from pydantic import BaseModel, SecretStr
 
 MASK = "***"
 # user:password@ in URLs and DSNs, whatever the scheme.
-_URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)(?P<post>@)")
-_KEYWORD_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd|token|secret)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)")
+_URL_PASSWORD = re.compile(
+    r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)(?P<post>@)"
+)
+_KEYWORD_PASSWORD = re.compile(
+    r"(?i)\b(password|passwd|pwd|token|secret)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)"
+)
 
 
 class Redactor:

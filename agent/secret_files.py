@@ -21,7 +21,9 @@ def read_secret_file(path: Path) -> SecretStr:
     except IsADirectoryError:
         raise ValueError(f"secret file {str(path)!r} is a directory") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"secret file {str(path)!r} cannot be read: {type(exc).__name__}") from None
+        raise ValueError(
+            f"secret file {str(path)!r} cannot be read: {type(exc).__name__}"
+        ) from None
     lines = text.splitlines()
     if not lines or not lines[0]:
         raise ValueError(f"secret file {str(path)!r} is empty")

@@ -22,7 +22,8 @@ class _PasswordSource(StrictModel):
 
     password: SecretStr | None = None
     password_file: Path | None = Field(
-        default=None, description="File holding the password (first line, trailing newline dropped)."
+        default=None,
+        description="File holding the password (first line, trailing newline dropped).",
     )
 
     @field_validator("password_file")

@@ -9,7 +9,7 @@ helpers, not kinds.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from types import ModuleType
 from typing import cast, get_args
 
@@ -37,6 +37,21 @@ def spec_types() -> tuple[type[ProbeSpec], ...]:
 # Each `run` takes its own spec type; the config's discriminated union guarantees a
 # spec only ever reaches the runner of its kind, hence the cast.
 _RUNNERS: dict[str, Runner] = {kind_of(module.SPEC): cast(Runner, module.run) for module in KINDS}
+_PREPARERS: dict[str, Callable[[ProbeSpec, RunContext], None]] = {
+    kind_of(module.SPEC): module.prepare for module in KINDS if hasattr(module, "prepare")
+}
+
+
+def prepare(specs: Iterable[ProbeSpec], ctx: RunContext) -> None:
+    """Let each kind set up shared state before the first run (optional `prepare(spec, ctx)`).
+
+    Runs outside any probe timeout, so one-time costs (an HTTP client's TLS context)
+    never count against a run.
+    """
+    for spec in specs:
+        hook = _PREPARERS.get(spec.kind)
+        if hook is not None:
+            hook(spec, ctx)
 
 
 def runner_for(kind: str) -> Runner:

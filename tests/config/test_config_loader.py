@@ -54,12 +54,16 @@ def test_password_file_is_read_relative_to_the_config_and_kept_secret(tmp_path: 
     password = config.sources["shop"].password  # type: ignore[union-attr]
     assert password is not None and password.get_secret_value() == "s3cr3t-pass"
     assert "s3cr3t-pass" not in repr(config) and "s3cr3t-pass" not in config.model_dump_json()
-    assert Redactor.from_model(config).redact("auth failed for s3cr3t-pass") == "auth failed for ***"
+    assert (
+        Redactor.from_model(config).redact("auth failed for s3cr3t-pass") == "auth failed for ***"
+    )
 
 
 def test_secret_from_environment_is_masked(tmp_path: Path) -> None:
     config = parse_config(
-        "sources:\n  wh: {kind: mysql, password: '${WH_PW}'}\n", base_dir=tmp_path, env={"WH_PW": "hunter22"}
+        "sources:\n  wh: {kind: mysql, password: '${WH_PW}'}\n",
+        base_dir=tmp_path,
+        env={"WH_PW": "hunter22"},
     )
     redactor = Redactor.from_model(config)
     assert redactor.redact("Access denied (password hunter22)") == "Access denied (password ***)"

@@ -1,0 +1,123 @@
+"""`opsagent status`: each configured probe's last state, read from the store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from agent.config import Config
+from agent.results import utcnow
+from agent.store import LatestResult, ProbeCounters, Store
+from agent.tables import render_table
+
+
+class ProbeStatus(BaseModel):
+    """One line of `opsagent status`."""
+
+    probe: str
+    kind: str
+    status: str  # ok, fail, error, or "never run"
+    detail: str
+    latency_ms: float | None
+    last_run: datetime | None
+    age_s: float | None
+    consecutive_failures: int
+    runs: int
+    missed: int
+    overlaps: int
+    configured: bool
+
+
+def collect_status(config: Config, now: datetime | None = None) -> list[ProbeStatus]:
+    """Status of every configured probe, plus stored probes no longer in the config."""
+    now = now or utcnow()
+    with Store.open(config.agent.store_path, read_only=True) as store:
+        latest = {r.result.probe: r for r in store.reader.latest_per_probe()}
+        counters = {c.probe: c for c in store.reader.probe_counters()}
+    out = [
+        _status(p.name, p.kind, latest.get(p.name), counters.get(p.name), now, True)
+        for p in config.probes
+    ]
+    configured = {p.name for p in config.probes}
+    out += [
+        _status(name, row.result.kind, row, counters.get(name), now, False)
+        for name, row in sorted(latest.items())
+        if name not in configured
+    ]
+    return out
+
+
+def _status(
+    name: str,
+    kind: str,
+    row: LatestResult | None,
+    counters: ProbeCounters | None,
+    now: datetime,
+    configured: bool,
+) -> ProbeStatus:
+    missed = counters.missed if counters else 0
+    overlaps = counters.overlaps if counters else 0
+    if row is None:
+        return ProbeStatus(
+            probe=name, kind=kind, status="never run", detail="", latency_ms=None, last_run=None,
+            age_s=None, consecutive_failures=0, runs=0, missed=missed, overlaps=overlaps, configured=configured,
+        )  # fmt: skip
+    r = row.result
+    detail = r.error or "; ".join(r.failed) or r.detail
+    return ProbeStatus(
+        probe=name,
+        kind=kind,
+        status=r.status.value,
+        detail=detail,
+        latency_ms=r.latency_ms,
+        last_run=r.started_at,
+        age_s=round((now - r.started_at).total_seconds(), 1),
+        consecutive_failures=row.consecutive_failures,
+        runs=row.runs,
+        missed=missed,
+        overlaps=overlaps,
+        configured=configured,
+    )
+
+
+def render_status(rows: list[ProbeStatus]) -> str:
+    """An aligned table for the terminal."""
+    columns = [
+        "probe",
+        "kind",
+        "status",
+        "latency",
+        "age",
+        "failures",
+        "runs",
+        "missed",
+        "overlaps",
+        "detail",
+    ]
+    table = [
+        [
+            s.probe + ("" if s.configured else " (removed)"),
+            s.kind,
+            s.status.upper() if s.status != "ok" else "ok",
+            f"{s.latency_ms:.0f} ms" if s.latency_ms is not None else "",
+            _age(s.age_s),
+            s.consecutive_failures,
+            s.runs,
+            s.missed,
+            s.overlaps,
+            s.detail,
+        ]
+        for s in rows
+    ]
+    return render_table(columns, table)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"

@@ -1,0 +1,1 @@
+"""Remediation kinds and the safety guard (coming with the self-healing issue)."""

@@ -1,0 +1,1 @@
+"""Periodic reports: SQL over the store, jinja2 templates, email (coming)."""

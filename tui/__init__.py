@@ -1,0 +1,1 @@
+"""The Textual dashboard, a thin client of the control API (coming)."""
