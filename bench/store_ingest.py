@@ -69,7 +69,7 @@ async def store_api(path: Path, rows: int, batch_size: int, pool: list[ProbeResu
     await store.close()
     print(f"Store API      {rows:>8,} results in {elapsed:6.2f} s = {rows / elapsed:>9,.0f} rows/s")
     print(
-        f"  per batch of {batch_size} (convert + append + flush, worker thread): "
+        f"  appender time per batch of {batch_size} (append_rows + flush): "
         f"p50 {stats.flush_p50_ms:.1f} ms, p99 {stats.flush_p99_ms:.1f} ms, "
         f"max {stats.max_flush_ms:.1f} ms over {stats.batches} batches"
     )
