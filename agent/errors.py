@@ -58,8 +58,11 @@ class ProbeError(OpsAgentError):
 class NotifyError(OpsAgentError):
     """A notice could not be sent; permanent errors are not retried."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
         self.permanent = permanent
+        self.retry_after = retry_after
         super().__init__(message)
 
 
