@@ -31,7 +31,7 @@ _NAME = re.compile(NAME_PATTERN)
 class StrictModel(BaseModel):
     """Base for every config model: unknown keys rejected, immutable once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 def check_name(value: str) -> str:
@@ -65,6 +65,25 @@ class ProbeSpec(StrictModel):
     severity: Severity = "warning"
     labels: dict[str, str] = Field(default_factory=dict)
     description: str = ""
+    # Incident behaviour; unset means the `incidents:` section's default.
+    failures: int | None = Field(
+        default=None, ge=1, description="Consecutive failures that open an incident."
+    )
+    successes: int | None = Field(
+        default=None, ge=1, description="Consecutive passes that resolve it."
+    )
+    for_: Duration | None = Field(
+        default=None,
+        alias="for",
+        description="Open only after failing this long (replaces the `failures` count).",
+    )
+    notify: list[str] | None = Field(
+        default=None, description="Notifier names for this probe's incidents."
+    )
+    incident_per: str | None = Field(
+        default=None,
+        description="An evidence field (e.g. `id`): one incident per value instead of one per probe.",
+    )
 
     _check_name = field_validator("name")(classmethod(lambda cls, v: check_name(v)))
 

@@ -953,6 +953,27 @@ class Store:
             raise StoreError(f"the store {self.path} is closed")
         return self._reader
 
+    # -- extension point for the other store_* modules -----------------------------------
+
+    async def run(self, fn: Callable[[duckdb.DuckDBPyConnection], T], *, write: bool = False) -> T:
+        """Run `fn(connection)` on the store's worker thread; for `agent/store_*.py` only.
+
+        Keeps the one-writer rule while letting each concept keep its SQL in its own
+        store module. `fn` must fetch everything it reads (`fetchall`): a half-read
+        result breaks the next appender flush in DuckDB 2.0.
+        """
+        if write:
+            self._check_writable()
+        elif self._closed:
+            raise StoreError(f"the store {self.path} is closed")
+        return await self._call(lambda: fn(self._connection()))
+
+    def run_read_only(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """`fn(connection)` synchronously, on a store opened read-only (the CLI)."""
+        if not self.read_only:
+            raise StoreError("synchronous reads are for read-only stores")
+        return fn(self._connection())
+
     # -- plumbing ------------------------------------------------------------------------
 
     async def _call(self, fn: Callable[[], T]) -> T:

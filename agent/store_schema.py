@@ -94,9 +94,83 @@ CREATE TABLE probe_counters (
 );
 """
 
+# Incidents and their audit trail, silences, and the notification outbox. No primary
+# keys on rows that are updated: DuckDB checks unique indexes eagerly, so updating a
+# row twice in one transaction can raise a false duplicate-key error; the store module
+# replaces rows by id (DELETE + INSERT) inside a transaction instead.
+_INCIDENTS = """
+CREATE TABLE incidents (
+    id BIGINT NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    probe VARCHAR NOT NULL,
+    entity VARCHAR,
+    severity VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,             -- pending | open | acknowledged | resolved
+    title VARCHAR NOT NULL,
+    summary VARCHAR NOT NULL,
+    pending_since TIMESTAMP NOT NULL,   -- UTC, like every time below
+    opened_at TIMESTAMP,
+    acknowledged_by VARCHAR,
+    acknowledged_at TIMESTAMP,
+    ack_comment VARCHAR,
+    ack_expires_at TIMESTAMP,
+    resolved_at TIMESTAMP,
+    resolution VARCHAR,
+    flapping BOOLEAN NOT NULL,
+    maintenance BOOLEAN NOT NULL,
+    notified BOOLEAN NOT NULL,
+    last_notified_at TIMESTAMP,
+    reminders_sent INTEGER NOT NULL,
+    escalated_at TIMESTAMP,
+    labels JSON NOT NULL,
+    "values" JSON NOT NULL,
+    evidence JSON NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+
+CREATE SEQUENCE incident_events_id_seq START 1;
+CREATE TABLE incident_events (
+    id BIGINT NOT NULL DEFAULT nextval('incident_events_id_seq'),
+    incident_id BIGINT NOT NULL,
+    happened_at TIMESTAMP NOT NULL,     -- UTC ("at" is an SQL keyword)
+    event VARCHAR NOT NULL,
+    actor VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    from_state VARCHAR,
+    to_state VARCHAR
+);
+
+CREATE TABLE silences (
+    id BIGINT NOT NULL,
+    matcher VARCHAR NOT NULL,
+    starts_at TIMESTAMP NOT NULL,
+    ends_at TIMESTAMP NOT NULL,
+    reason VARCHAR NOT NULL,
+    created_by VARCHAR NOT NULL,
+    end_on_resolve BOOLEAN NOT NULL,
+    ended_at TIMESTAMP
+);
+
+CREATE TABLE notifications (
+    id BIGINT NOT NULL,
+    incident_id BIGINT NOT NULL,
+    event VARCHAR NOT NULL,
+    target VARCHAR NOT NULL,
+    notice JSON NOT NULL,               -- the Notice as created: what is sent, even after restarts
+    state VARCHAR NOT NULL,             -- pending | sending | sent | dead
+    attempts INTEGER NOT NULL,
+    next_attempt_at TIMESTAMP NOT NULL,
+    last_error VARCHAR,
+    created_at TIMESTAMP NOT NULL,
+    sent_at TIMESTAMP,
+    ref JSON                            -- the notifier's Delivery.ref (e.g. Slack channel + ts)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("results and meta", _RESULTS_AND_META),
     Migration("probe counters", _PROBE_COUNTERS),
+    Migration("incidents, events, silences, notification outbox", _INCIDENTS),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -91,6 +91,13 @@ class IncidentEngine:
         self.silences: dict[int, Silence] = {}
         self._trackers: dict[str, _Tracker] = {}
 
+    def reconfigure(
+        self, policy_for: Callable[[str], Policy], in_maintenance: MaintenanceCheck | None
+    ) -> None:
+        """New policies after a reload; incidents and streaks are kept, nothing re-alerts."""
+        self._policy_for = policy_for
+        self._in_maintenance = in_maintenance or (lambda _i, _t: False)
+
     # -- state from the store ----------------------------------------------------------
 
     def load(self, incidents: Iterable[Incident], silences: Iterable[Silence] = ()) -> None:
