@@ -328,13 +328,13 @@ async def test_pending_migrations_are_applied_and_keep_data(
     store.append(result())
     await store.close()
 
-    extra = Migration("incidents", "CREATE TABLE incidents (id BIGINT, title VARCHAR)")
+    extra = Migration("widgets", "CREATE TABLE test_widgets (id BIGINT, title VARCHAR)")
     monkeypatch.setattr(agent.store, "MIGRATIONS", (*MIGRATIONS, extra))
     monkeypatch.setattr(agent.store, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     store = Store.open(db_path)
     assert await store.schema_version() == SCHEMA_VERSION + 1
     assert await store.count_results() == 1
-    assert (await store.query("SELECT count(*) FROM incidents")).rows == [(0,)]
+    assert (await store.query("SELECT count(*) FROM test_widgets")).rows == [(0,)]
     await store.close()
 
 
