@@ -1,0 +1,1 @@
+"""Fakes of outside services, shared by the tests (the Slack Web API, ...)."""

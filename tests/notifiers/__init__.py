@@ -1,0 +1,1 @@
+"""Tests of the notifier kinds in agent/notifiers/."""
