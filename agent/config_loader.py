@@ -373,7 +373,23 @@ def cross_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             problems.append(
                 (("probes", i, "source"), f"unknown source {source!r} (sources: {known})")
             )
+        elif isinstance(source, str) and isinstance(sources, dict):
+            problems.extend(_source_kind_problem(i, probe.get("kind"), source, sources[source]))
     return problems
+
+
+# Probe kinds that read a source, and the source kinds each can read.
+_SOURCE_KINDS = {"sql": ("postgres", "mysql", "sqlite", "duckdb"), "redis": ("redis",)}
+
+
+def _source_kind_problem(i: int, kind: Any, name: str, source: Any) -> list[tuple[Loc, str]]:
+    """A `sql` probe needs a SQL source, a `redis` probe a redis one."""
+    wanted = _SOURCE_KINDS.get(kind) if isinstance(kind, str) else None
+    have = source.get("kind") if isinstance(source, dict) else None
+    if wanted is None or not isinstance(have, str) or have in wanted:
+        return []
+    message = f"a {kind} probe needs a {' or '.join(wanted)} source; {name!r} is {have}"
+    return [(("probes", i, "source"), message)]
 
 
 def _duration_or_none(value: Any) -> Any:

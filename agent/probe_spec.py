@@ -21,6 +21,7 @@ from agent.expectations import Expect
 if TYPE_CHECKING:
     import httpx
 
+    from agent.connectors import RedisConnector, SqlConnector
     from agent.sources import SourceSpec
 
 Severity = Literal["info", "warning", "high", "critical"]
@@ -114,6 +115,24 @@ class RunContext:
     sources: dict[str, SourceSpec] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     _http: dict[bool, httpx.AsyncClient] = field(default_factory=dict)
+    # --- data-store connectors (agent/connectors), one per source, opened lazily ---
+    connectors: dict[str, Any] = field(default_factory=dict)
+
+    def connector(self, name: str) -> SqlConnector | RedisConnector:
+        """The shared connector of source `name`, created on first use (it connects lazily)."""
+        found: SqlConnector | RedisConnector | None = self.connectors.get(name)
+        if found is None:
+            from agent.connectors import open_connector
+            from agent.errors import ProbeError
+
+            if name not in self.sources:
+                raise ProbeError(f"unknown source {name!r}")
+            found = self.connectors[name] = open_connector(
+                name, self.sources[name], base_dir=self.base_dir
+            )
+        return found
+
+    # --- end of data-store connectors ---
 
     def http(self, *, verify: bool = True) -> httpx.AsyncClient:
         """A shared HTTP client (aiohttp transport, pooled connections), one per TLS mode."""
@@ -129,3 +148,6 @@ class RunContext:
         for client in self._http.values():
             await client.aclose()
         self._http.clear()
+        connectors, self.connectors = self.connectors, {}
+        for connector in connectors.values():
+            await connector.aclose()
