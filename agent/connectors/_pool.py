@@ -38,7 +38,7 @@ class Pool(Generic[C]):
 
     def __init__(
         self,
-        connect: Callable[[], Awaitable[C]],
+        connect: Callable[[float], Awaitable[C]],
         close: Callable[[C], Awaitable[None]],
         alive: Callable[[C], Awaitable[bool]],
         *,
@@ -54,11 +54,11 @@ class Pool(Generic[C]):
         self._generation = 0  # bumped by aclose(): leases from before are not pooled again
 
     @contextlib.asynccontextmanager
-    async def lease(self) -> AsyncIterator[Lease[C]]:
+    async def lease(self, connect_timeout: float) -> AsyncIterator[Lease[C]]:
         """Borrow a connection: an idle healthy one, else a new one (errors propagate)."""
         async with self._slots:
             generation = self._generation
-            lease = Lease(await self._take())
+            lease = Lease(await self._take(connect_timeout))
             try:
                 yield lease
             except BaseException:
@@ -71,13 +71,13 @@ class Pool(Generic[C]):
                 else:
                     await self._quietly_close(lease.conn)
 
-    async def _take(self) -> C:
+    async def _take(self, connect_timeout: float) -> C:
         while self._idle:
             conn, since = self._idle.pop()  # the most recently used first: likely alive
             if time.monotonic() - since < self._check_after or await self._alive(conn):
                 return conn
             await self._quietly_close(conn)
-        return await self._connect()
+        return await self._connect(connect_timeout)
 
     async def aclose(self) -> None:
         """Close the idle connections; the ones in use are closed when returned."""

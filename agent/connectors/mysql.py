@@ -66,8 +66,10 @@ class MysqlConnector:
         """Run one read-only statement; see the package docstring for the contract."""
         query, bound = prepare(sql, params, "mysql")
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT + timeout + GRACE):
-                async with self._pool.lease() as lease:
+            # Connecting may take part of the budget too, but never more than it.
+            connect_timeout = min(CONNECT_TIMEOUT, timeout)
+            async with asyncio.timeout(connect_timeout + timeout + GRACE):
+                async with self._pool.lease(connect_timeout) as lease:
                     conn = lease.conn
                     async with conn.cursor() as setup:
                         await setup.execute(_session_settings(conn, timeout))
@@ -92,11 +94,11 @@ class MysqlConnector:
         """Close the pooled connections."""
         await self._pool.aclose()
 
-    async def _connect(self) -> aiomysql.Connection:
+    async def _connect(self, timeout: float) -> aiomysql.Connection:
         spec = self._spec
         where = f"{spec.host}:{spec.port}"
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
+            async with asyncio.timeout(timeout):
                 conn = await aiomysql.connect(
                     host=spec.host,
                     port=spec.port,
@@ -105,12 +107,12 @@ class MysqlConnector:
                     db=spec.database,
                     autocommit=True,
                     charset="utf8mb4",
-                    connect_timeout=CONNECT_TIMEOUT,
+                    connect_timeout=timeout,
                     program_name=f"opsagent:{self.name}",
                 )
         except TimeoutError:
             raise SourceError(
-                f"connect timed out after {seconds(CONNECT_TIMEOUT)} ({where})"
+                f"connect timed out after {seconds(timeout)} ({where})"
             ) from None
         except pymysql.err.MySQLError as exc:
             code, message = _code_and_message(exc)
@@ -120,7 +122,7 @@ class MysqlConnector:
                     raise SourceError(f"connect refused {where}") from None
                 if isinstance(cause, TimeoutError):
                     raise SourceError(
-                        f"connect timed out after {seconds(CONNECT_TIMEOUT)} ({where})"
+                        f"connect timed out after {seconds(timeout)} ({where})"
                     ) from None
                 raise source_error(
                     f"connect failed {where}: {cause or message}", self._redactor

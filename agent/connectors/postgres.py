@@ -65,8 +65,10 @@ class PostgresConnector:
         """Run one read-only statement; see the package docstring for the contract."""
         query, bound = prepare(sql, params, "postgres")
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT + timeout + GRACE):
-                async with self._pool.lease() as lease:
+            # Connecting may take part of the budget too, but never more than it.
+            connect_timeout = min(CONNECT_TIMEOUT, timeout)
+            async with asyncio.timeout(connect_timeout + timeout + GRACE):
+                async with self._pool.lease(connect_timeout) as lease:
                     return await self._run(lease.conn, query, bound, max_rows, timeout)
         except SourceError:
             raise
@@ -102,15 +104,15 @@ class PostgresConnector:
         """Close the pooled connections."""
         await self._pool.aclose()
 
-    async def _connect(self) -> Connection:
+    async def _connect(self, timeout: float) -> Connection:
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
+            async with asyncio.timeout(timeout):
                 return await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, password=self._password
                 )
         except TimeoutError:
             raise SourceError(
-                f"connect timed out after {seconds(CONNECT_TIMEOUT)} ({self._where()})"
+                f"connect timed out after {seconds(timeout)} ({self._where()})"
             ) from None
         except psycopg.Error as exc:
             raise self._describe_connect(exc) from None
