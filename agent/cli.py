@@ -1,7 +1,11 @@
 """The `opsagent` command line.
 
 Exit codes: 0 success, 1 a probe failed its expectations, 2 bad input (config,
-arguments), 3 the store could not be used, 130 interrupted.
+arguments), 3 the store or the running agent could not be used, 130 interrupted.
+
+While the agent runs, `status`, `query`, `probe` and `reload` act through its control API
+(found via the config's data directory); when it does not, the read-only commands open
+the store directly and `probe` runs locally.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent import __version__
 from agent.errors import ConfigError, OpsAgentError, StoreError
 
+if TYPE_CHECKING:
+    from agent.client import AgentClient
+    from agent.config import Config
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
 
 Handler = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_probe,
         "run one probe once and print its result",
         "Run the named probe once, print the result, and exit 0 when its expectations pass, "
-        "1 when they fail. Nothing is stored.",
+        "1 when they fail. While the agent runs, the agent runs it (the result is stored "
+        "like a scheduled run); otherwise it runs here and nothing is stored.",
     )
     p.add_argument("name", help="probe name from the config")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -109,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_status,
         "show each probe's last state",
         "Show each configured probe: last status, last value, age of the last result, "
-        "consecutive failures, and missed/overlapping runs. Reads the store (agent stopped).",
+        "consecutive failures, and missed/overlapping runs. Asks the running agent, or reads "
+        "the store when the agent is stopped.",
     )
     p.add_argument("--json", action="store_true", help="print as JSON")
 
@@ -126,6 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--csv", action="store_true", help="print rows as CSV with a header")
     p.add_argument(
         "--max-rows", type=_positive_int, default=1000, metavar="N", help="row limit (default 1000)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=_duration_arg,
+        default=10.0,
+        metavar="DURATION",
+        help="interrupt the query after this long (default 10s, at most 60s through the agent)",
+    )
+
+    command(
+        "reload",
+        cmd_reload,
+        "make the running agent reload its config",
+        "Ask the running agent to re-read and re-validate its config file and apply it "
+        "without a restart (like SIGHUP). An invalid file is refused with every problem "
+        "listed (exit 2) and the agent keeps its running config. Exit 3 if the agent is not running.",
     )
 
     command(
@@ -201,27 +228,38 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """`opsagent probe NAME`."""
+    from agent.client import ApiError
     from agent.probe_spec import RunContext
     from agent.redaction import Redactor
     from agent.runner import run_probe
     from probes import prepare
 
     config, path = _load(args)
-    spec = config.probe(args.name)
-    if spec is None:
-        known = ", ".join(p.name for p in config.probes) or "none"
-        print(f"error: no probe named {args.name!r} in {path} (probes: {known})", file=sys.stderr)
+    try:
+        result, _ = _with_agent(config, lambda client: client.run_probe(args.name))
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        print(f"error: {exc.error}", file=sys.stderr)
         return EXIT_USAGE
+    if result is None:  # the agent is not running: run it here
+        spec = config.probe(args.name)
+        if spec is None:
+            known = ", ".join(p.name for p in config.probes) or "none"
+            print(
+                f"error: no probe named {args.name!r} in {path} (probes: {known})", file=sys.stderr
+            )
+            return EXIT_USAGE
 
-    async def once() -> Any:
-        ctx = RunContext(base_dir=path.parent, sources=dict(config.sources))
-        prepare([spec], ctx)
-        try:
-            return await run_probe(spec, ctx, redactor=Redactor.from_model(config))
-        finally:
-            await ctx.aclose()
+        async def once() -> Any:
+            ctx = RunContext(base_dir=path.parent, sources=dict(config.sources))
+            prepare([spec], ctx)
+            try:
+                return await run_probe(spec, ctx, redactor=Redactor.from_model(config))
+            finally:
+                await ctx.aclose()
 
-    result = asyncio.run(once())
+        result = asyncio.run(once())
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
@@ -250,10 +288,13 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """`opsagent status`."""
+    from agent.selfcheck import SELF_KIND, SELF_PROBE
     from agent.status import collect_status, render_status
 
     config, _ = _load(args)
-    rows = collect_status(config)
+    rows, why = _with_agent(config, lambda client: client.status().probes)
+    if rows is None:
+        rows = _read_store(lambda: collect_status(config, builtin=[(SELF_PROBE, SELF_KIND)]), why)
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
     else:
@@ -263,12 +304,35 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     """`opsagent query SQL`."""
-    from agent.store import Store
+    from agent.api.sql import run_query
+    from agent.client import ApiError
+    from agent.store import QueryResult, Store
     from agent.tables import render_csv, render_json, render_table
 
     config, _ = _load(args)
-    with Store.open(config.agent.store_path, read_only=True) as store:
-        columns, rows, truncated = store.reader.query(args.sql, max_rows=args.max_rows)
+    try:
+        answer, why = _with_agent(
+            config,
+            lambda client: client.query(
+                args.sql, max_rows=args.max_rows, timeout_s=min(args.timeout, 60.0)
+            ),
+        )
+    except ApiError as exc:
+        if exc.status == 400:  # refused or failed: the same exit as when reading the store
+            raise StoreError(exc.error) from None
+        raise
+    if answer is not None:
+        result = QueryResult(answer.columns, [tuple(row) for row in answer.rows], answer.truncated)
+    else:
+
+        def read() -> QueryResult:
+            with Store.open(config.agent.store_path, read_only=True) as store:
+                return asyncio.run(
+                    run_query(store, args.sql, max_rows=args.max_rows, timeout_s=args.timeout)
+                )
+
+        result = _read_store(read, why)
+    columns, rows, truncated = result
     if args.json:
         print(render_json(columns, rows))
     elif args.csv:
@@ -279,6 +343,81 @@ def cmd_query(args: argparse.Namespace) -> int:
     if truncated:
         print(f"warning: output cut at {args.max_rows} rows (use --max-rows)", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """`opsagent reload`."""
+    from agent.client import AgentClient, AgentUnavailable, ApiError
+
+    config, path = _load(args)  # an invalid file is reported here, as by `check`
+    endpoint = _endpoint(config)
+    if endpoint is None:
+        print(
+            f"error: the agent is not running (no API address in {config.agent.data_dir})",
+            file=sys.stderr,
+        )
+        return EXIT_STORE
+    try:
+        with AgentClient(endpoint) as client:
+            answer = client.reload()
+    except AgentUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except ApiError as exc:
+        print(f"error: {exc.error}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    changes = [
+        f"{label} {', '.join(names)}"
+        for label, names in (
+            ("added", answer.added),
+            ("removed", answer.removed),
+            ("changed", answer.rescheduled),
+        )
+        if names
+    ]
+    summary = "; ".join(changes) or ("settings changed" if answer.changed else "no changes")
+    print(f"reloaded {path}: {summary}")
+    for line in answer.not_applied:
+        print(f"warning: not applied: {line}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _endpoint(config: Config) -> Any:
+    from agent.client import find_agent, token_hint
+
+    try:
+        return find_agent(config)
+    except OSError as exc:
+        raise OpsAgentError(
+            f"cannot read the API token {token_hint(config)}: {exc.strerror or exc} "
+            "(run as the agent's user, or a member of its group)"
+        ) from None
+
+
+def _with_agent(config: Config, action: Callable[[AgentClient], T]) -> tuple[T | None, str]:
+    """`action` against the running agent: (its answer, "") or (None, why no agent answered)."""
+    from agent.client import AgentClient, AgentUnavailable
+
+    endpoint = _endpoint(config)
+    if endpoint is None:
+        return None, "the agent has not run yet"
+    try:
+        with AgentClient(endpoint) as client:
+            return action(client), ""
+    except AgentUnavailable as exc:
+        return None, str(exc)
+
+
+def _read_store(read: Callable[[], T], why: str) -> T:
+    """`read()` the store directly (no agent answered); on failure, say why the API was not used."""
+    try:
+        return read()
+    except StoreError as exc:
+        if "in use" in str(exc):
+            raise StoreError(f"{exc}; and {why}") from None
+        raise
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -7,11 +7,12 @@ cross-field checks (unique names, references, `timeout < every`).
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from agent.durations import Duration
 from agent.probe_spec import NAME_PATTERN, ProbeSpec, StrictModel
@@ -24,6 +25,61 @@ else:
     # The discriminated union is built from the registry in probes/__init__.py, so a
     # new kind is one module plus one line there.
     AnyProbe = Annotated[Union[spec_types()], Field(discriminator="kind")]  # noqa: UP007
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`127.0.0.1:8765` / `[::1]:8765` / `localhost:0` -> (host, port); ValueError if malformed."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(
+            f"invalid listen address {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8765"
+        )
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback IP literals (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+class ApiSection(StrictModel):
+    """The control API: HTTP on loopback (and optionally a Unix socket), bearer token."""
+
+    # Declared before `listen` so that the listen check can read it.
+    allow_remote: bool = Field(
+        default=False,
+        description="Allow a non-loopback `listen` address. The API speaks plain HTTP: "
+        "expose it only behind a TLS proxy.",
+    )
+    listen: str = Field(
+        default="127.0.0.1:8765",
+        description="HOST:PORT of the API; port 0 picks a free port (written to <data_dir>/api.addr).",
+    )
+    unix_socket: Path | None = Field(
+        default=None,
+        description="Also serve the API on this Unix socket (mode 0660); relative to data_dir.",
+    )
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without the token (for a local Prometheus)."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback_only(cls, value: str, info: ValidationInfo) -> str:
+        host, _ = split_listen(value)
+        if not info.data.get("allow_remote", False) and not is_loopback(host):
+            raise ValueError(
+                f"{host} is not a loopback address: the control API would be reachable from "
+                "other machines; listen on 127.0.0.1 or set agent.api.allow_remote: true"
+            )
+        return value
 
 
 class AgentSection(StrictModel):
@@ -48,6 +104,31 @@ class AgentSection(StrictModel):
     max_in_flight: int = Field(
         default=2000, ge=1, description="Probe runs allowed at once; more wait their turn."
     )
+    api: ApiSection = Field(default_factory=ApiSection)
+    heartbeat_url: SecretStr | None = Field(
+        default=None,
+        description="Dead man's switch: pinged every heartbeat_every while probes run on time "
+        "(e.g. a healthchecks.io URL). Held as a secret.",
+    )
+    heartbeat_method: Literal["GET", "POST"] = Field(
+        default="GET", description="POST sends a small JSON summary as the body."
+    )
+    heartbeat_every: Duration = Field(default=timedelta(seconds=60))
+    self_check_every: Duration = Field(
+        default=timedelta(seconds=30),
+        description="How often the built-in `opsagent-self` probe checks that probes run on time.",
+    )
+    self_check_max_lag: Duration = Field(
+        default=timedelta(seconds=5),
+        description="The self-check fails when probe runs start later than this (p99).",
+    )
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @property
     def store_path(self) -> Path:

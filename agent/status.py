@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -29,17 +30,34 @@ class ProbeStatus(BaseModel):
     configured: bool
 
 
-def collect_status(config: Config, now: datetime | None = None) -> list[ProbeStatus]:
-    """Status of every configured probe, plus stored probes no longer in the config."""
-    now = now or utcnow()
+def collect_status(
+    config: Config, now: datetime | None = None, *, builtin: Sequence[tuple[str, str]] = ()
+) -> list[ProbeStatus]:
+    """Status of every configured probe, plus stored probes no longer in the config.
+
+    `builtin` lists (name, kind) of probes the agent runs itself (its self-check).
+    """
     with Store.open(config.agent.store_path, read_only=True) as store:
-        latest = {r.result.probe: r for r in store.reader.latest_per_probe()}
-        counters = {c.probe: c for c in store.reader.probe_counters()}
+        latest = store.reader.latest_per_probe()
+        counters = store.reader.probe_counters()
+    probes = [(p.name, p.kind) for p in config.probes] + list(builtin)
+    return build_status(probes, latest, counters, now or utcnow())
+
+
+def build_status(
+    probes: Sequence[tuple[str, str]],
+    latest_rows: Sequence[LatestResult],
+    counter_rows: Sequence[ProbeCounters],
+    now: datetime,
+) -> list[ProbeStatus]:
+    """The status rows of `probes` (name, kind), then of stored probes not among them."""
+    latest = {r.result.probe: r for r in latest_rows}
+    counters = {c.probe: c for c in counter_rows}
     out = [
-        _status(p.name, p.kind, latest.get(p.name), counters.get(p.name), now, True)
-        for p in config.probes
+        _status(name, kind, latest.get(name), counters.get(name), now, True)
+        for name, kind in probes
     ]
-    configured = {p.name for p in config.probes}
+    configured = {name for name, _ in probes}
     out += [
         _status(name, row.result.kind, row, counters.get(name), now, False)
         for name, row in sorted(latest.items())

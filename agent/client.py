@@ -1,0 +1,358 @@
+"""A client for the running agent's control API: the CLI uses it, the TUI and Slack will.
+
+Finding the agent: its data directory (from the config) holds `api.token` (written at
+the agent's first start) and, while it runs, `api.addr` (the address it actually bound,
+which matters with port 0). Without `api.addr` the config's `agent.api.listen` is tried.
+
+Errors, as a tree:
+
+    OpsAgentError
+    └── ClientError
+        ├── AgentUnavailable   no agent answers there (not running, or another process
+        │                      that refuses our token): read-only callers may fall back
+        │                      to opening the store themselves
+        └── ApiError           the agent answered with an error: status, error, field, problems
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from agent.api.auth import ADDR_FILE, read_token, token_path
+from agent.api.models import (
+    ConfigResponse,
+    ErrorBody,
+    Health,
+    HistoryResponse,
+    ProbesResponse,
+    QueryResponse,
+    ReloadResponse,
+    StatusResponse,
+)
+from agent.config import Config
+from agent.errors import OpsAgentError
+from agent.results import ProbeResult
+
+M = TypeVar("M", bound=BaseModel)
+DEFAULT_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 3.0
+
+
+class ClientError(OpsAgentError):
+    """Talking to the agent failed."""
+
+
+class AgentUnavailable(ClientError):
+    """No agent of ours answers at the address."""
+
+
+class ApiError(ClientError):
+    """The agent answered with an error."""
+
+    def __init__(self, status: int, body: ErrorBody) -> None:
+        self.status = status
+        self.error = body.error
+        self.field = body.field
+        self.problems = body.problems
+        super().__init__(body.error)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an agent listens and the token it wants."""
+
+    base_url: str
+    token: str
+    unix_socket: Path | None = None
+
+    @property
+    def where(self) -> str:
+        """The address, for messages."""
+        return str(self.unix_socket) if self.unix_socket else self.base_url.removeprefix("http://")
+
+
+def find_agent(config: Config) -> Endpoint | None:
+    """The endpoint of the agent using `config`'s data directory; None if it never started.
+
+    OSError when the token file exists but cannot be read (permissions).
+    """
+    data_dir = config.agent.data_dir
+    token = read_token(data_dir)
+    if token is None:
+        return None
+    try:
+        address = (data_dir / ADDR_FILE).read_text().strip()
+    except FileNotFoundError:
+        address = config.agent.api.listen
+    if address.endswith(":0"):
+        return None  # an ephemeral port that is not running: nothing to call
+    return Endpoint(f"http://{address}", token)
+
+
+def token_hint(config: Config) -> str:
+    """Where the token is, for error messages."""
+    return str(token_path(config.agent.data_dir))
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event: `result`, `state` or `dropped`, with its JSON data."""
+
+    event: str
+    data: dict[str, Any]
+
+
+class AgentClient:
+    """Synchronous client (the CLI). Use as a context manager, or call `close()`."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        if transport is None and endpoint.unix_socket is not None:
+            transport = httpx.HTTPTransport(uds=str(endpoint.unix_socket))
+        self._http = httpx.Client(
+            base_url=endpoint.base_url,
+            headers={"Authorization": f"Bearer {endpoint.token}"},
+            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S),
+            transport=transport,
+            trust_env=False,  # loopback: never through an HTTP(S)_PROXY from the environment
+        )
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def health(self) -> Health:
+        return self._call("GET", "/healthz", Health, ok=(200, 503))
+
+    def status(self) -> StatusResponse:
+        return self._call("GET", "/v1/status", StatusResponse)
+
+    def probes(self) -> ProbesResponse:
+        return self._call("GET", "/v1/probes", ProbesResponse)
+
+    def history(self, name: str, limit: int = 100) -> HistoryResponse:
+        path = f"/v1/probes/{_segment(name)}/history"
+        return self._call("GET", path, HistoryResponse, params={"limit": limit})
+
+    def run_probe(self, name: str) -> ProbeResult:
+        return self._call("POST", f"/v1/probes/{_segment(name)}/run", ProbeResult)
+
+    def config(self) -> ConfigResponse:
+        return self._call("GET", "/v1/config", ConfigResponse)
+
+    def query(self, sql: str, *, max_rows: int = 1000, timeout_s: float = 10.0) -> QueryResponse:
+        body = {"sql": sql, "max_rows": max_rows, "timeout_s": timeout_s}
+        return self._call(
+            "POST", "/v1/query", QueryResponse, json_body=body, timeout=timeout_s + 10
+        )
+
+    def reload(self) -> ReloadResponse:
+        return self._call("POST", "/v1/reload", ReloadResponse)
+
+    def metrics(self) -> str:
+        return self._send("GET", "/metrics").text
+
+    def events(self, probe: str | None = None) -> Iterator[Event]:
+        """Server-sent events until the agent stops (or the caller stops iterating)."""
+        params = {"probe": probe} if probe else None
+        try:
+            with self._http.stream("GET", "/v1/events", params=params, timeout=None) as response:
+                _raise_for(response, response.read() if response.status_code >= 400 else b"")
+                event = "message"
+                for line in response.iter_lines():
+                    parsed = _sse_line(line, event)
+                    if isinstance(parsed, Event):
+                        yield parsed
+                        event = "message"
+                    elif parsed is not None:
+                        event = parsed
+        except httpx.TransportError as exc:
+            raise _unavailable(self.endpoint, exc) from None
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        model: type[M],
+        *,
+        ok: tuple[int, ...] = (200,),
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        timeout: float | None = None,
+    ) -> M:
+        response = self._send(
+            method, path, ok=ok, params=params, json_body=json_body, timeout=timeout
+        )
+        return model.model_validate_json(response.content)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        try:
+            response = self._http.request(method, path, params=params, json=json_body, **extra)
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise _unavailable(self.endpoint, exc) from None
+            raise ClientError(
+                f"the agent at {self.endpoint.where} did not answer in time"
+            ) from None
+        except httpx.TransportError as exc:
+            raise _unavailable(self.endpoint, exc) from None
+        if response.status_code not in ok:
+            _raise_for(response, response.content)
+        return response
+
+
+class AsyncAgentClient:
+    """Asynchronous client (the TUI, Slack): the same calls, awaited."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        if transport is None and endpoint.unix_socket is not None:
+            transport = httpx.AsyncHTTPTransport(uds=str(endpoint.unix_socket))
+        self._http = httpx.AsyncClient(
+            base_url=endpoint.base_url,
+            headers={"Authorization": f"Bearer {endpoint.token}"},
+            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S),
+            transport=transport,
+            trust_env=False,
+        )
+
+    async def __aenter__(self) -> AsyncAgentClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def status(self) -> StatusResponse:
+        return await self._call("GET", "/v1/status", StatusResponse)
+
+    async def probes(self) -> ProbesResponse:
+        return await self._call("GET", "/v1/probes", ProbesResponse)
+
+    async def history(self, name: str, limit: int = 100) -> HistoryResponse:
+        path = f"/v1/probes/{_segment(name)}/history"
+        return await self._call("GET", path, HistoryResponse, params={"limit": limit})
+
+    async def run_probe(self, name: str) -> ProbeResult:
+        return await self._call("POST", f"/v1/probes/{_segment(name)}/run", ProbeResult)
+
+    async def query(
+        self, sql: str, *, max_rows: int = 1000, timeout_s: float = 10.0
+    ) -> QueryResponse:
+        body = {"sql": sql, "max_rows": max_rows, "timeout_s": timeout_s}
+        return await self._call("POST", "/v1/query", QueryResponse, json_body=body)
+
+    async def reload(self) -> ReloadResponse:
+        return await self._call("POST", "/v1/reload", ReloadResponse)
+
+    async def events(self, probe: str | None = None) -> AsyncIterator[Event]:
+        """Server-sent events until the agent stops (or the caller stops iterating)."""
+        params = {"probe": probe} if probe else None
+        try:
+            async with self._http.stream(
+                "GET", "/v1/events", params=params, timeout=None
+            ) as response:
+                _raise_for(response, await response.aread() if response.status_code >= 400 else b"")
+                event = "message"
+                async for line in response.aiter_lines():
+                    parsed = _sse_line(line, event)
+                    if isinstance(parsed, Event):
+                        yield parsed
+                        event = "message"
+                    elif parsed is not None:
+                        event = parsed
+        except httpx.TransportError as exc:
+            raise _unavailable(self.endpoint, exc) from None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        model: type[M],
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> M:
+        try:
+            response = await self._http.request(method, path, params=params, json=json_body)
+        except httpx.TransportError as exc:
+            raise _unavailable(self.endpoint, exc) from None
+        if response.status_code != 200:
+            _raise_for(response, response.content)
+        return model.model_validate_json(response.content)
+
+
+def _segment(name: str) -> str:
+    """A probe name as one path segment."""
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+def _unavailable(endpoint: Endpoint, exc: Exception) -> AgentUnavailable:
+    return AgentUnavailable(
+        f"the agent is not running (no answer on {endpoint.where}: {type(exc).__name__})"
+    )
+
+
+def _raise_for(response: httpx.Response, content: bytes) -> None:
+    """Raise the right error for a non-2xx answer."""
+    if response.status_code < 400:
+        return
+    try:
+        body = ErrorBody.model_validate_json(content)
+    except ValueError:
+        body = ErrorBody(error=f"HTTP {response.status_code}: {content[:200]!r}")
+    if response.status_code == 401:
+        raise AgentUnavailable(
+            f"the API at {response.url.host}:{response.url.port} refused our token "
+            "(another process on that port, or a token from an older agent?)"
+        )
+    raise ApiError(response.status_code, body)
+
+
+def _sse_line(line: str, event: str) -> Event | str | None:
+    """Parse one line of an event stream: an Event on `data:`, a new event name, or None."""
+    if line.startswith("event:"):
+        return line[6:].strip()
+    if line.startswith("data:"):
+        return Event(event, json.loads(line[5:].strip()))
+    return None
