@@ -94,11 +94,11 @@ class MysqlConnector:
         """Close the pooled connections."""
         await self._pool.aclose()
 
-    async def _connect(self, timeout: float) -> aiomysql.Connection:
+    async def _connect(self, limit: float) -> aiomysql.Connection:
         spec = self._spec
         where = f"{spec.host}:{spec.port}"
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 conn = await aiomysql.connect(
                     host=spec.host,
                     port=spec.port,
@@ -107,13 +107,11 @@ class MysqlConnector:
                     db=spec.database,
                     autocommit=True,
                     charset="utf8mb4",
-                    connect_timeout=timeout,
+                    connect_timeout=limit,
                     program_name=f"opsagent:{self.name}",
                 )
         except TimeoutError:
-            raise SourceError(
-                f"connect timed out after {seconds(timeout)} ({where})"
-            ) from None
+            raise SourceError(f"connect timed out after {seconds(limit)} ({where})") from None
         except pymysql.err.MySQLError as exc:
             code, message = _code_and_message(exc)
             if code == _CANT_CONNECT:
@@ -122,7 +120,7 @@ class MysqlConnector:
                     raise SourceError(f"connect refused {where}") from None
                 if isinstance(cause, TimeoutError):
                     raise SourceError(
-                        f"connect timed out after {seconds(timeout)} ({where})"
+                        f"connect timed out after {seconds(limit)} ({where})"
                     ) from None
                 raise source_error(
                     f"connect failed {where}: {cause or message}", self._redactor

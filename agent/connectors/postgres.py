@@ -104,15 +104,15 @@ class PostgresConnector:
         """Close the pooled connections."""
         await self._pool.aclose()
 
-    async def _connect(self, timeout: float) -> Connection:
+    async def _connect(self, limit: float) -> Connection:
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 return await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, password=self._password
                 )
         except TimeoutError:
             raise SourceError(
-                f"connect timed out after {seconds(timeout)} ({self._where()})"
+                f"connect timed out after {seconds(limit)} ({self._where()})"
             ) from None
         except psycopg.Error as exc:
             raise self._describe_connect(exc) from None
