@@ -322,7 +322,8 @@ async def test_a_refused_connection_is_transient(ctx: NotifyContext) -> None:
 
 async def test_a_silent_server_is_a_transient_timeout(ctx: NotifyContext) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()  # never greets
+        await reader.read()  # never greets; returns when the client gives up
+        writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -331,6 +332,7 @@ async def test_a_silent_server_is_a_transient_timeout(ctx: NotifyContext) -> Non
             await email_notifier.send(spec_for(port, timeout="300ms"), make_notice(), ctx)
     finally:
         server.close()
+        await server.wait_closed()
     assert not caught.value.permanent
 
 

@@ -11,11 +11,11 @@ import pkgutil
 import re
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any, Union
 
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, TypeAdapter
 
 import agent.notifiers
 from agent.errors import NotifyError
@@ -128,6 +128,25 @@ def test_every_field_is_described(module: ModuleType) -> None:
         return found
 
     assert not undocumented(module.SPEC)
+
+
+def test_the_examples_in_the_docs_validate(tmp_path: Path) -> None:
+    docs = Path(__file__).parents[2] / "docs" / "notifiers.md"
+    blocks = [b for b in _YAML_BLOCK.findall(docs.read_text()) if "notify:" in b]
+    assert len(blocks) >= len(KINDS)
+    # The docs point at /etc/opsagent/...; the files must exist for validation.
+    for name in re.findall(r"/etc/opsagent/([\w.-]+)", "".join(blocks)):
+        (tmp_path / name).write_text("secret-or-https://hooks.example/x\n")
+    # The union the config builds from the registry (a runtime type, hence Any).
+    union: Any = Annotated[Union[spec_types()], Field(discriminator="kind")]  # noqa: UP007
+    adapter: TypeAdapter[Any] = TypeAdapter(union)
+    kinds = set()
+    for block in blocks:
+        text = re.sub(r"\$\{(\w+)\}", lambda m: EXAMPLE_ENV[m[1]], block)
+        text = text.replace("/etc/opsagent/", f"{tmp_path}/")
+        for entry in yaml.safe_load(text)["notify"]:
+            kinds.add(adapter.validate_python(entry, context={"base_dir": tmp_path}).kind)
+    assert kinds == {short_name(module) for module in KINDS}
 
 
 def test_templates_ship_with_the_package() -> None:
