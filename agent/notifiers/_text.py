@@ -98,7 +98,7 @@ def detail(notice: Notice) -> str:
     elif event is NoticeEvent.REMINDER:
         text = f"still {incident.state} after {age}, not acknowledged: {incident.summary}"
     elif event is NoticeEvent.ESCALATED:
-        text = f"escalated: not acknowledged after {age}: {incident.summary}"
+        text = f"not acknowledged after {age}: {incident.summary}"
     else:  # FLAPPING
         text = "changing state too often; no more pages until it is stable"
     if notice.comment:

@@ -27,7 +27,6 @@ Later issues extend it (Socket Mode, interactive endpoints) with `add_method` an
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import socket
 import time
@@ -110,7 +109,6 @@ class FakeSlack:
     app: web.Application = field(default_factory=web.Application)
     base_url: str = ""
     _runner: web.AppRunner | None = None
-    _ts_counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _last_ts: int = 0
 
     # --- lifecycle -------------------------------------------------------------------
