@@ -300,13 +300,9 @@ class RedisTarget:
     def key(self, name: str) -> str:
         return f"{self.prefix}:{name}"
 
-    async def kill_agent_connections(self, source_name: str) -> int:
-        """Kill the connections named `opsagent:<source_name>` (use a unique source name)."""
-        clients = await self.admin.client_list()
-        ids = [c["id"] for c in clients if c.get("name") == f"opsagent:{source_name}"]
-        for client_id in ids:
-            await self.admin.client_kill_filter(_id=client_id)
-        return len(ids)
+    async def kill_client(self, client_id: int) -> None:
+        """Kill one connection, by the id it got from `CLIENT ID`."""
+        await self.admin.client_kill_filter(_id=str(client_id))
 
 
 @pytest.fixture

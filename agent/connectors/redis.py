@@ -1,12 +1,13 @@
 """Redis through redis-py's asyncio client, one client (and connection pool) per source.
 
 The password comes from the source's `password`/`password_file` (else from the URL).
-Connections idle for more than a second are pinged before reuse
-(`health_check_interval`), so a Redis restarted between two runs costs nothing; redis-py
-does not retry on its own (`retries=0`), so a server that is down fails the call at
-once instead of after rounds of backoff. Replies are decoded as UTF-8 (invalid bytes
-become `\\x..` escapes). Redis has no read-only session: the `redis` probe only sends
-reading commands, and callers of `execute` must do the same.
+A command that meets a dead connection (Redis restarted, the connection killed) is
+sent once more, at once, on a new connection: a stale pooled connection costs nothing,
+and a server that is down still fails the call immediately (no rounds of backoff).
+Replies are decoded as UTF-8 (invalid bytes become `\\x..` escapes). The client sets
+no name, so an ACL user needs no `CLIENT SETNAME` right. Redis has no read-only
+session: the `redis` probe only sends reading commands, and callers of `execute` must
+do the same.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 import redis.exceptions
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from agent.connectors import SourceError
 from agent.connectors._sql import one_line, seconds, source_error
@@ -56,11 +57,10 @@ class RedisSourceConnector:
                 self._spec.url,
                 password=self._password,  # None keeps a password given in the URL
                 socket_connect_timeout=CONNECT_TIMEOUT,
-                health_check_interval=1,
-                retry=Retry(NoBackoff(), 0),
+                retry=Retry(NoBackoff(), 1),
+                retry_on_error=[redis.exceptions.ConnectionError],
                 decode_responses=True,
                 encoding_errors="backslashreplace",
-                client_name=f"opsagent:{self.name}",
             )
         return self._client
 
