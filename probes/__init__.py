@@ -16,9 +16,9 @@ from typing import cast, get_args
 from agent.errors import ProbeError
 from agent.probe_spec import ProbeSpec, RunContext
 from agent.results import Observation
-from probes import command, host, http, process, redis, sql, tcp, tls
+from probes import command, host, http, process, reconcile, redis, sql, tcp, tls
 
-KINDS: tuple[ModuleType, ...] = (command, host, http, process, redis, sql, tcp, tls)
+KINDS: tuple[ModuleType, ...] = (command, host, http, process, reconcile, redis, sql, tcp, tls)
 
 Runner = Callable[[ProbeSpec, RunContext], Awaitable[Observation]]
 

@@ -1,0 +1,142 @@
+"""One reconciliation run: choose the path, run it, and say what differs.
+
+    sample both sides ──► agree on each column's hash kind
+        │ (kinds that cannot hash alike, or two local sides: full path)
+    whole-table count + sum(hash) per side ──► equal: done, one scan per side
+        │ differ
+    both sides at most `full_below` rows ──► full path (auto mode)
+        │
+    checksum levels (checksum.locate) ──► the rows of differing cells ──► compare
+
+The full path reads both sides whole (refusing more than `max_rows` per side) and
+compares them in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from agent.reconcile.checksum import all_of, first_grid, locate
+from agent.reconcile.compare import (
+    Difference,
+    ReconcileError,
+    Tolerance,
+    differences,
+    keyed,
+)
+from agent.reconcile.sides import Scheme, Side
+from agent.reconcile.values import IncompatibleKinds, agree, column_kind
+
+Mode = Literal["auto", "full", "checksum"]
+Path = Literal["full", "checksum"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to compare and how.
+
+    `tolerances` has one entry per compared column. `max_rows` bounds the rows read
+    from each side: all of them on the full path, those of differing cells on the
+    checksum path.
+    """
+
+    key: tuple[str, ...]
+    compare: tuple[str, ...]
+    tolerances: tuple[Tolerance, ...]
+    mode: Mode = "auto"
+    max_rows: int = 100_000
+    full_below: int = 10_000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of a run, before grace windows are applied."""
+
+    differences: list[Difference]
+    checked: int  # distinct keys compared (on either side)
+    path: Path
+    rows_transferred: int
+    queries: int
+    levels: int = 0  # checksum levels walked (0: the whole-table checksums agreed, or full path)
+
+
+async def reconcile(left: Side, right: Side, plan: Plan) -> Outcome:
+    """Compare `left` and `right`; ReconcileError with a one-line reason when it cannot."""
+    if plan.mode == "full":
+        return await _full(left, right, plan, None)
+    sample_left, sample_right = await all_of(left.sample(), right.sample())
+    scheme, why_not = _scheme(sample_left, sample_right, plan)
+    if plan.mode == "checksum" and scheme is None:
+        raise ReconcileError(f"mode checksum is not possible: {why_not}; use mode: full")
+    if scheme is None or (left.local and right.local and plan.mode == "auto"):
+        return await _full(left, right, plan, why_not)
+
+    key_range = scheme.integer_key
+    s_left, s_right = await all_of(
+        left.summary(scheme, key_range=key_range), right.summary(scheme, key_range=key_range)
+    )
+    if (s_left.count, s_left.total) == (s_right.count, s_right.total):
+        return _outcome([], s_left.count, "checksum", left, right)
+    if plan.mode == "auto" and max(s_left.count, s_right.count) <= plan.full_below:
+        return await _full(left, right, plan, None)
+
+    found = await locate(left, right, scheme, first_grid(scheme, s_left, s_right), plan.max_rows)
+    width = len(plan.key)
+    diffs = differences(
+        keyed(found.left, width, left.label),
+        keyed(found.right, width, right.label),
+        plan.tolerances,
+    )
+    only_right = sum(1 for d in diffs if d.kind == "missing_left")
+    return _outcome(diffs, s_left.count + only_right, "checksum", left, right, found.levels)
+
+
+async def _full(left: Side, right: Side, plan: Plan, why_not: str | None) -> Outcome:
+    rows_left, rows_right = await all_of(
+        left.all_rows(plan.max_rows), right.all_rows(plan.max_rows)
+    )
+    for side, rows in ((left, rows_left), (right, rows_right)):
+        if rows is None:
+            advice = (
+                f"checksum mode cannot be used ({why_not})"
+                if why_not
+                else "use mode: checksum (or auto)"
+            )
+            raise ReconcileError(
+                f"the {side.label} side has more than max_rows ({plan.max_rows}) rows to read "
+                f"in full: {advice}, or raise max_rows"
+            )
+    assert rows_left is not None and rows_right is not None
+    width = len(plan.key)
+    by_left = keyed(rows_left, width, left.label)
+    by_right = keyed(rows_right, width, right.label)
+    checked = len(by_left.keys() | by_right.keys())
+    return _outcome(differences(by_left, by_right, plan.tolerances), checked, "full", left, right)
+
+
+def _scheme(
+    left: list[tuple[object, ...]], right: list[tuple[object, ...]], plan: Plan
+) -> tuple[Scheme | None, str | None]:
+    """The agreed hash kinds, or None and the reason no checksum is possible."""
+    kinds = []
+    for index, column in enumerate(plan.key + plan.compare):
+        try:
+            kinds.append(agree(column_kind(left, index), column_kind(right, index)))
+        except IncompatibleKinds as exc:
+            return None, f"column {column!r}: {exc}"
+    width = len(plan.key)
+    return Scheme(tuple(kinds[:width]), tuple(kinds[width:])), None
+
+
+def _outcome(
+    diffs: list[Difference], checked: int, path: Path, left: Side, right: Side, levels: int = 0
+) -> Outcome:
+    return Outcome(
+        differences=diffs,
+        checked=checked,
+        path=path,
+        rows_transferred=left.rows_transferred + right.rows_transferred,
+        queries=left.queries + right.queries,
+        levels=levels,
+    )
