@@ -340,7 +340,10 @@ def _raise_for(response: httpx.Response, content: bytes) -> None:
     try:
         body = ErrorBody.model_validate_json(content)
     except ValueError:
-        body = ErrorBody(error=f"HTTP {response.status_code}: {content[:200]!r}")
+        raise AgentUnavailable(
+            f"something other than an opsagent answers on {response.url.host}:"
+            f"{response.url.port} (HTTP {response.status_code})"
+        ) from None
     if response.status_code == 401:
         raise AgentUnavailable(
             f"the API at {response.url.host}:{response.url.port} refused our token "

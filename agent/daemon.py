@@ -155,10 +155,12 @@ class Agent:
             if cut:
                 log.warning("cut %d probe runs still in flight at shutdown", cut)
             await self._save_counters(store)
-            await store.close()
-            await ctx.aclose()
-            for sig in handled:
-                loop.remove_signal_handler(sig)
+            try:
+                await store.close()
+            finally:
+                await ctx.aclose()
+                for sig in handled:
+                    loop.remove_signal_handler(sig)
             log.info("agent stopped; store flushed")
         return 0
 

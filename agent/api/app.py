@@ -188,7 +188,7 @@ def _invalid(exc: ValidationError, where: str) -> ApiError:
     first_field: str | None = None
     for err in exc.errors(include_url=False):
         loc = ".".join(str(part) for part in err["loc"])
-        message = err["msg"]
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "json_invalid":
             message = f"the {where} is not valid JSON: {err.get('ctx', {}).get('error', message)}"
         elif err["type"] == "model_type":

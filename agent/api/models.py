@@ -7,13 +7,24 @@ OpenAPI document from them, so the document cannot drift from the code.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agent.results import ProbeResult
 from agent.status import ProbeStatus
 from agent.store import StoreStats
+
+
+def _json_number(value: Any) -> Any:
+    """Only JSON numbers: no "5" strings, no booleans (bodies are otherwise strict)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    return value
+
+
+# JSON Schema calls 430.0 an integer, so a whole float is accepted as one.
+JsonInt = Annotated[int, BeforeValidator(_json_number), Field(strict=False)]
 
 
 class RequestBody(BaseModel):
@@ -133,7 +144,7 @@ class QueryRequest(RequestBody):
     )
 
     sql: str = Field(min_length=1, max_length=100_000)
-    max_rows: int = Field(default=1000, ge=1, le=10_000)
+    max_rows: JsonInt = Field(default=1000, ge=1, le=10_000)
     timeout_s: float = Field(
         default=10.0, gt=0, le=60, description="Interrupt the query after this many seconds."
     )

@@ -9,6 +9,7 @@ abandoning the await while the query keeps the worker busy.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import math
 import threading
@@ -47,10 +48,17 @@ async def run_query(store: Store, sql: str, *, max_rows: int, timeout_s: float) 
         timer.start()
         try:
             return StoreReader(con).query(sql, max_rows=max_rows)
+        except duckdb.Error as exc:  # an interrupt can land outside the query's own try
+            raise StoreError(f"query failed: {exc}") from exc
         finally:
             with lock:
                 finished = True
             timer.cancel()
+            if fired.is_set():
+                # The interrupt may have hit the ROLLBACK that ends the read-only
+                # transaction: end it now, or the next appender flush would run inside it.
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
 
     try:
         return await store.run(work)

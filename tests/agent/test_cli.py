@@ -43,7 +43,7 @@ async def shop(tmp_path: Path) -> AsyncIterator[Path]:
     config = tmp_path / "agent.yaml"
     config.write_text(
         f"""
-agent: {{data_dir: ./var}}
+agent: {{data_dir: ./var, api: {{listen: "127.0.0.1:0"}}}}
 probes:
   - name: api
     kind: http
