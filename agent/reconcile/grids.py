@@ -5,7 +5,7 @@ Two kinds of grid, chosen once per run:
 - `RangeGrid` when the key is one integer column on both sides: a cell is a run of
   `width` consecutive key values. A cell's rows are found with `key BETWEEN a AND b`,
   which uses the key's index, so looking inside a differing cell reads only that cell.
-- `HashGrid` for any other key (text, several columns): a cell is `abs(key_hash) %
+- `HashGrid` for any other key (text, several columns): a cell is `key_hash %
   modulus`. This is independent of collation (a PostgreSQL `C` collation and a
   MariaDB `utf8mb4_general_ci` one sort text differently, so text ranges would not
   match), but every look inside a cell scans the whole query again.
@@ -83,13 +83,13 @@ class RangeGrid:
 
 @dataclass(frozen=True)
 class HashGrid:
-    """Cell c holds the keys whose key hash h has `abs(h) % modulus == c`."""
+    """Cell c holds the keys whose key hash h (in [0, P)) has `h % modulus == c`."""
 
     modulus: int
 
     def cell(self, key_hash: int) -> int:
         """The cell of one key hash."""
-        return abs(key_hash) % self.modulus
+        return key_hash % self.modulus
 
     def refine(self) -> HashGrid:
         """The next finer grid: each cell splits into FANOUT residues."""
@@ -97,7 +97,7 @@ class HashGrid:
 
     @property
     def atomic(self) -> bool:
-        """True when every cell is one key hash (|h| < P): splitting cannot separate keys."""
+        """True when every cell is one key hash (h < P): splitting cannot separate keys."""
         return self.modulus >= P
 
     def parent(self, cell: int, finer: Grid) -> int:
@@ -107,11 +107,11 @@ class HashGrid:
 
     def bucket_sql(self, dialect: Dialect, key_hash: str) -> str:
         """The SQL for a row's cell number."""
-        return f"(abs({key_hash}) % {self.modulus})"
+        return f"({key_hash} % {self.modulus})"
 
     def where_sql(self, key_hash: str, cells: Collection[int]) -> str:
         """A predicate for the rows of `cells`."""
-        return f"(abs({key_hash}) % {self.modulus}) IN ({', '.join(map(str, sorted(cells)))})"
+        return f"({key_hash} % {self.modulus}) IN ({', '.join(map(str, sorted(cells)))})"
 
 
 Grid = RangeGrid | HashGrid

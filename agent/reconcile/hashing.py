@@ -6,19 +6,23 @@ plain 64-bit integer arithmetic, which every engine evaluates the same way, and 
 only where a column holds text (md5 is slow: ~1.2 µs a call in PostgreSQL 15, ~1.9 µs
 in MariaDB, against ~0.1 µs for the arithmetic):
 
-1. Each column value becomes an integer `r` in (-P, P), P = 2^31 - 1, by its kind:
+1. Each column value becomes an integer `r` in [0, Q), Q = P - 1, P = 2^31 - 1, by
+   its kind:
 
-   - `int`:     `v % P`
-   - `decimal`: `round(v, 6) * 10^6 % P` (the value in millionths; floats go through
+   - `int`:     `v mod Q`
+   - `decimal`: `round(v, 6) * 10^6 mod Q` (the value in millionths; floats go through
      the engine's own float-to-decimal cast first)
-   - `text`:    the first 8 hex digits of `md5(utf8(v))` as an integer, `% P`
+   - `text`:    the first 8 hex digits of `md5(utf8(v))` as an integer, `mod Q`
    - `date`:    as text, ISO `YYYY-MM-DD`
-   - NULL:      P itself, which no value reduces to
+   - NULL:      Q itself, which no value reduces to. (The fold below works modulo P,
+     so NULL must differ from every value modulo P too: with values in [0, Q) and
+     NULL = Q it does; a NULL of P would have hashed like a 0.)
 
-   `%` truncates toward zero in all three engines (C semantics), so negative values
-   reduce the same way everywhere; Python's floor `%` is corrected for that below.
+   `%` truncates toward zero in SQL, so a value is reduced as `((v % Q) + Q) % Q`
+   to land in [0, Q) on every engine.
 2. The row's values are folded in column order: `acc = (acc * M + r) % P`. Every
-   intermediate stays below 2^63, so no engine overflows or switches to floats.
+   intermediate is non-negative and below 2^63, so no engine overflows or switches to
+   floats.
 3. The result is mixed non-linearly: `h = acc * (acc + K) % P`. A plain sum of linear
    hashes would miss a transfer (+d on one row, -d on another in the same range); with
    the quadratic term a difference goes unnoticed only by a ~1/P coincidence.
@@ -45,9 +49,10 @@ Dialect = Literal["postgres", "mysql", "duckdb"]
 HashKind = Literal["int", "decimal", "text", "date"]
 
 P = 2_147_483_647  # 2^31 - 1, a prime: products of two reduced values fit in a signed bigint
+Q = P - 1  # values reduce into [0, Q) ...
+NULL = Q  # ... so that NULL, as Q, is unlike every value, also modulo P
 M = 1_588_635_695  # the fold multiplier, < P
 K = 1_000_000_007  # the offset of the quadratic mix; P * (P + K) < 2^63
-NULL = P  # what a NULL reduces to: outside (-P, P), so unequal to every value
 SCALE = 6  # decimals are compared in millionths
 _MILLION = 10**SCALE
 _QUANTUM = Decimal(1).scaleb(-SCALE)
@@ -63,35 +68,36 @@ def quote(dialect: Dialect, name: str) -> str:
 
 
 def _reduce_sql(dialect: Dialect, column: str, kind: HashKind) -> str:
-    """The SQL for step 1: a column's value as an integer in (-P, P], NULL as P."""
+    """The SQL for step 1: a column's value as an integer in [0, Q), NULL as Q."""
     c = column
     if dialect == "postgres":
         if kind == "int":
-            value = f"(CAST({c} AS BIGINT) % {P})"
+            value = f"((CAST({c} AS BIGINT) % {Q} + {Q}) % {Q})"
         elif kind == "decimal":
-            value = f"CAST(round(CAST({c} AS NUMERIC), {SCALE}) * {_MILLION} % {P} AS BIGINT)"
+            value = f"CAST((round(CAST({c} AS NUMERIC), {SCALE}) * {_MILLION} % {Q} + {Q}) % {Q} AS BIGINT)"
         else:
-            value = f"(CAST(CAST(('x' || substr(md5(CAST({c} AS TEXT)), 1, 8)) AS BIT(32)) AS BIGINT) % {P})"
+            value = f"(CAST(CAST(('x' || substr(md5(CAST({c} AS TEXT)), 1, 8)) AS BIT(32)) AS BIGINT) % {Q})"
     elif dialect == "mysql":
         # Mixing an UNSIGNED operand into signed arithmetic makes MariaDB refuse negative
-        # results, hence the CAST(... AS SIGNED) once each value is reduced.
+        # results, hence the CAST(... AS SIGNED) as soon as a value is reduced.
         if kind == "int":
-            value = f"CAST({c} % {P} AS SIGNED)"
+            value = f"((CAST({c} % {Q} AS SIGNED) + {Q}) % {Q})"
         elif kind == "decimal":
-            value = f"CAST(CAST({c} AS DECIMAL(65,{SCALE})) * {_MILLION} % {P} AS SIGNED)"
+            value = f"((CAST(CAST({c} AS DECIMAL(65,{SCALE})) * {_MILLION} % {Q} AS SIGNED) + {Q}) % {Q})"
         else:
             value = (
                 f"CAST(CAST(CONV(SUBSTR(MD5(CONVERT({c} USING utf8mb4)), 1, 8), 16, 10)"
-                f" AS UNSIGNED) % {P} AS SIGNED)"
+                f" AS UNSIGNED) % {Q} AS SIGNED)"
             )
     elif kind == "int":
-        value = f"CAST(CAST({c} AS HUGEINT) % {P} AS BIGINT)"
+        value = f"((CAST(CAST({c} AS HUGEINT) % {Q} AS BIGINT) + {Q}) % {Q})"
     elif kind == "decimal":
         value = (
-            f"CAST(CAST(CAST({c} AS DECIMAL(38,{SCALE})) * {_MILLION} AS HUGEINT) % {P} AS BIGINT)"
+            f"((CAST(CAST(CAST({c} AS DECIMAL(38,{SCALE})) * {_MILLION} AS HUGEINT) % {Q} AS BIGINT)"
+            f" + {Q}) % {Q})"
         )
     else:
-        value = f"(CAST(('0x' || substr(md5(CAST({c} AS VARCHAR)), 1, 8)) AS BIGINT) % {P})"
+        value = f"(CAST(('0x' || substr(md5(CAST({c} AS VARCHAR)), 1, 8)) AS BIGINT) % {Q})"
     return f"COALESCE({value}, {NULL})"
 
 
@@ -109,28 +115,22 @@ def fold_sql(dialect: Dialect, columns: Sequence[tuple[str, HashKind]]) -> str:
 # --- the same in Python (local sides: SQLite files, Redis hashes; and the tests' oracle) ---
 
 
-def _trunc_mod(value: int) -> int:
-    """`value % P` with the sign of `value`, as SQL engines compute it."""
-    rest = abs(value) % P
-    return -rest if value < 0 else rest
-
-
 def reduce_value(value: Any, kind: HashKind) -> int:
-    """Step 1 for one Python value."""
+    """Step 1 for one Python value (Python's `%` already lands in [0, Q))."""
     if value is None:
         return NULL
     number = isinstance(value, int | Decimal | float) and not isinstance(value, bool)
     if kind == "int" and isinstance(value, int) and number:
-        return _trunc_mod(value)
+        return value % Q
     if kind == "decimal" and number:
         exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
         if exact.is_finite():
             millionths = exact.quantize(_QUANTUM, rounding=ROUND_HALF_UP).scaleb(SCALE)
-            return _trunc_mod(int(millionths))
+            return int(millionths) % Q
     # Anything else (a Redis value that is not a number) hashes as its text: it then
     # differs from the other side's number, and the row comparison says how.
     text = value.isoformat() if isinstance(value, date) else str(value)
-    return int(hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:8], 16) % P
+    return int(hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:8], 16) % Q
 
 
 def fold(values: Sequence[Any], kinds: Sequence[HashKind]) -> int:
@@ -138,7 +138,7 @@ def fold(values: Sequence[Any], kinds: Sequence[HashKind]) -> int:
     acc: int | None = None
     for value, kind in zip(values, kinds, strict=True):
         reduced = reduce_value(value, kind)
-        acc = reduced if acc is None else _trunc_mod(acc * M + reduced)
+        acc = reduced if acc is None else (acc * M + reduced) % P
     if acc is None:
         raise ValueError("a hash needs at least one column")
-    return _trunc_mod(acc * (acc + K))
+    return acc * (acc + K) % P

@@ -31,8 +31,7 @@ def sql_side(
 
     async def load(limit: int) -> tuple[list[tuple[Any, ...]], bool]:
         rows = await connector.fetch(query, max_rows=limit, timeout=deadline.left())
-        where = columns.positions(label, rows.columns)
-        return [tuple(row[i] for i in where) for row in rows.rows], rows.truncated
+        return columns.project(label, rows), rows.truncated
 
     return LocalSide(label, source, load, max_rows, len(columns.key))
 

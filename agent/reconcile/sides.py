@@ -118,6 +118,15 @@ class Columns:
         """Key and compared columns, in row order."""
         return self.key + self.compare
 
+    def project(self, label: str, rows: Rows) -> list[tuple[Any, ...]]:
+        """The needed columns of `rows`, in key-then-compared order."""
+        if not rows.rows:
+            # Nothing to project; and some drivers (psycopg's stream) name no columns
+            # for an empty result, so there is nothing to check them against either.
+            return []
+        where = self.positions(label, rows.columns)
+        return [tuple(row[i] for i in where) for row in rows.rows]
+
     def positions(self, label: str, found: Sequence[str]) -> list[int]:
         """Where each needed column is in a query's columns; ReconcileError if one is missing."""
         missing = [name for name in self.all if name not in found]
@@ -159,8 +168,7 @@ class SqlSide:
     async def sample(self) -> list[tuple[Any, ...]]:
         """See `Side.sample`; also checks that the query returns every needed column."""
         rows = await self._fetch(f"SELECT * FROM {self._from()} LIMIT {SAMPLE_ROWS}", SAMPLE_ROWS)
-        where = self._columns.positions(self.label, rows.columns)
-        return [tuple(row[i] for i in where) for row in rows.rows]
+        return self._columns.project(self.label, rows)
 
     async def all_rows(self, max_rows: int) -> list[tuple[Any, ...]] | None:
         """See `Side.all_rows`."""
