@@ -141,34 +141,43 @@ class AgentClient:
         self._http.close()
 
     def health(self) -> Health:
+        """`GET /healthz` (200 or 503)."""
         return self._call("GET", "/healthz", Health, ok=(200, 503))
 
     def status(self) -> StatusResponse:
+        """`GET /v1/status`."""
         return self._call("GET", "/v1/status", StatusResponse)
 
     def probes(self) -> ProbesResponse:
+        """`GET /v1/probes`."""
         return self._call("GET", "/v1/probes", ProbesResponse)
 
     def history(self, name: str, limit: int = 100) -> HistoryResponse:
+        """`GET /v1/probes/{name}/history`."""
         path = f"/v1/probes/{_segment(name)}/history"
         return self._call("GET", path, HistoryResponse, params={"limit": limit})
 
     def run_probe(self, name: str) -> ProbeResult:
+        """`POST /v1/probes/{name}/run`."""
         return self._call("POST", f"/v1/probes/{_segment(name)}/run", ProbeResult)
 
     def config(self) -> ConfigResponse:
+        """`GET /v1/config`."""
         return self._call("GET", "/v1/config", ConfigResponse)
 
     def query(self, sql: str, *, max_rows: int = 1000, timeout_s: float = 10.0) -> QueryResponse:
+        """`POST /v1/query`."""
         body = {"sql": sql, "max_rows": max_rows, "timeout_s": timeout_s}
         return self._call(
             "POST", "/v1/query", QueryResponse, json_body=body, timeout=timeout_s + 10
         )
 
     def reload(self) -> ReloadResponse:
+        """`POST /v1/reload`."""
         return self._call("POST", "/v1/reload", ReloadResponse)
 
     def metrics(self) -> str:
+        """`GET /metrics`, the exposition text."""
         return self._send("GET", "/metrics").text
 
     def events(self, probe: str | None = None) -> Iterator[Event]:
@@ -262,25 +271,31 @@ class AsyncAgentClient:
         await self._http.aclose()
 
     async def status(self) -> StatusResponse:
+        """`GET /v1/status`."""
         return await self._call("GET", "/v1/status", StatusResponse)
 
     async def probes(self) -> ProbesResponse:
+        """`GET /v1/probes`."""
         return await self._call("GET", "/v1/probes", ProbesResponse)
 
     async def history(self, name: str, limit: int = 100) -> HistoryResponse:
+        """`GET /v1/probes/{name}/history`."""
         path = f"/v1/probes/{_segment(name)}/history"
         return await self._call("GET", path, HistoryResponse, params={"limit": limit})
 
     async def run_probe(self, name: str) -> ProbeResult:
+        """`POST /v1/probes/{name}/run`."""
         return await self._call("POST", f"/v1/probes/{_segment(name)}/run", ProbeResult)
 
     async def query(
         self, sql: str, *, max_rows: int = 1000, timeout_s: float = 10.0
     ) -> QueryResponse:
+        """`POST /v1/query`."""
         body = {"sql": sql, "max_rows": max_rows, "timeout_s": timeout_s}
         return await self._call("POST", "/v1/query", QueryResponse, json_body=body)
 
     async def reload(self) -> ReloadResponse:
+        """`POST /v1/reload`."""
         return await self._call("POST", "/v1/reload", ReloadResponse)
 
     async def events(self, probe: str | None = None) -> AsyncIterator[Event]:

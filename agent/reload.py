@@ -28,6 +28,7 @@ class ReloadPlan:
 
     @property
     def changed(self) -> bool:
+        """True when anything at all differs."""
         return bool(self.added or self.removed or self.rescheduled or self.other_changes)
 
     def summary(self) -> str:

@@ -42,6 +42,7 @@ class Snapshot:
 
     @classmethod
     def take(cls, dispatcher: Dispatcher) -> Snapshot:
+        """The counters now."""
         schedules = dispatcher.schedules
         return cls(
             at=time.monotonic(),
@@ -60,10 +61,12 @@ class Assessment:
 
     @property
     def ok(self) -> bool:
+        """True when no problem was found."""
         return not self.problems
 
     @property
     def detail(self) -> str:
+        """One line: the problems, or the numbers of a healthy window."""
         if self.problems:
             return "; ".join(self.problems)
         v = self.values
@@ -129,6 +132,7 @@ class HealthWindow:
         return self._agent.dispatcher
 
     def assess(self) -> Assessment:
+        """Judge the time since the last call, and start a new window."""
         dispatcher = self._dispatcher()
         now = Snapshot.take(dispatcher)
         assert self._agent.store is not None

@@ -36,12 +36,14 @@ class Subscription:
         self.closed = False
 
     def put(self, data: bytes) -> None:
+        """Queue a frame; when full, the oldest one goes and is counted as dropped."""
         if len(self._frames) == self._frames.maxlen:
             self.dropped += 1  # the deque drops the oldest frame itself
         self._frames.append(data)
         self._ready.set()
 
     def close(self) -> None:
+        """End the stream after the frames already queued."""
         self.closed = True
         self._ready.set()
 
@@ -114,10 +116,12 @@ class EventHub:
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        """Forget a client that left."""
         self._subscribers.discard(subscription)
 
     @property
     def subscribers(self) -> int:
+        """Clients connected now."""
         return len(self._subscribers)
 
     def close(self) -> None:

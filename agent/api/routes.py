@@ -55,6 +55,7 @@ async def healthz(call: Call) -> Health | Reply:
 
 
 async def get_status(call: Call) -> StatusResponse:
+    """Every probe's state (the rows of `opsagent status`), the store and the scheduler."""
     agent = call.agent
     store, dispatcher = agent.running_store(), agent.running_dispatcher()
     latest = await store.latest_per_probe()
@@ -87,6 +88,7 @@ async def get_status(call: Call) -> StatusResponse:
 
 
 async def list_probes(call: Call) -> ProbesResponse:
+    """Configured probes and `opsagent-self`, with schedule, counters and last result."""
     agent = call.agent
     schedules = agent.running_dispatcher().schedules
     states = agent.pipeline.states if agent.pipeline else {}
@@ -134,6 +136,7 @@ async def list_probes(call: Call) -> ProbesResponse:
 
 
 async def probe_history(call: Call) -> HistoryResponse:
+    """A probe's last results; 404 for a name neither configured nor stored."""
     agent, name = call.agent, call.path("name")
     store = agent.running_store()
     known = name in {n for n, _ in agent.probe_kinds()}
@@ -144,6 +147,7 @@ async def probe_history(call: Call) -> HistoryResponse:
 
 
 async def run_probe_now(call: Call) -> ProbeResult:
+    """Run a probe now through the pipeline; its result, once stored."""
     result = await call.agent.run_now(call.path("name"))
     if result is None:
         raise _unknown_probe(call)
@@ -155,6 +159,7 @@ async def run_probe_now(call: Call) -> ProbeResult:
 
 
 async def get_config(call: Call) -> ConfigResponse:
+    """The config in force, secrets masked."""
     agent = call.agent
     return ConfigResponse(
         path=str(agent.config_path) if agent.config_path else None,
@@ -163,6 +168,7 @@ async def get_config(call: Call) -> ConfigResponse:
 
 
 async def query(call: Call) -> QueryResponse:
+    """Read-only SQL over the store; 400 for a refused, failing or too slow query."""
     request = call.body_as(QueryRequest)
     started = time.perf_counter()
     try:
@@ -185,6 +191,7 @@ async def query(call: Call) -> QueryResponse:
 
 
 async def reload(call: Call) -> ReloadResponse:
+    """Reload the config file; 422 with every problem when it is invalid."""
     try:
         plan = await call.agent.reload()
     except ReloadUnavailable as exc:
@@ -229,6 +236,7 @@ async def events(call: Call) -> web.StreamResponse:
 
 
 async def metrics(call: Call) -> web.Response:
+    """Prometheus text exposition."""
     return web.Response(
         body=call.agent.metrics.render(),
         headers={"Content-Type": METRICS_CONTENT_TYPE},
@@ -236,6 +244,7 @@ async def metrics(call: Call) -> web.Response:
 
 
 async def openapi(call: Call) -> web.Response:
+    """The OpenAPI document, as seen under the config in force (which routes are public)."""
     routes = call.request.app[ROUTES_KEY]
     public: set[tuple[str, str]] = {(r.method, r.path) for r in routes if is_public(r, call.agent)}
     return web.json_response(build_openapi(routes, public=public))
