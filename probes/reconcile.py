@@ -79,6 +79,7 @@ from agent.reconcile import (
     Deadline,
     Difference,
     Plan,
+    Previous,
     ReconcileError,
     Side,
     Tolerance,
@@ -193,6 +194,9 @@ async def run(spec: ReconcileSpec, ctx: RunContext) -> Observation:
     """Compare both sides, apply the grace window, and report counts and evidence."""
     deadline = Deadline.after(spec.timeout.total_seconds() * _DEADLINE_SHARE)
     columns = Columns(tuple(spec.key), tuple(spec.compare))
+    # Kept between runs: grace streaks per key, and what the last run saw (whether to
+    # start with the whole-table checksums, see agent/reconcile/engine.py).
+    state = ctx.state.setdefault(spec.name, {})
     plan = Plan(
         key=columns.key,
         compare=columns.compare,
@@ -200,6 +204,7 @@ async def run(spec: ReconcileSpec, ctx: RunContext) -> Observation:
         mode=spec.mode,
         max_rows=spec.max_rows,
         full_below=spec.full_below,
+        previous=state.get("previous"),
     )
     try:
         left = _side("left", spec.left, spec, ctx, columns, deadline)
@@ -208,7 +213,7 @@ async def run(spec: ReconcileSpec, ctx: RunContext) -> Observation:
     except (ReconcileError, ProbeError) as exc:
         return Observation(error=str(exc))
 
-    state = ctx.state.setdefault(spec.name, {})
+    state["previous"] = Previous(outcome.left_rows, differed=bool(outcome.differences))
     graced = apply_grace(outcome.differences, state.get("streaks", {}), spec.grace)
     state["streaks"] = graced.streaks
     counts = {kind: 0 for kind in ("mismatch", "missing_left", "missing_right")}

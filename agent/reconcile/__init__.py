@@ -8,6 +8,7 @@ one side or whose compared values differ beyond tolerance, with both values.
     grids.py     how keys are cut into cells (integer ranges or key-hash residues)
     hashing.py   the row hash, in SQL per dialect and in Python, identical everywhere
     sides.py     a side answered by SQL (SqlSide) or from memory (LocalSide)
+    concurrency.py  both sides at once
     loaders.py   connectors to sides (SQLite and Redis hashes are read whole)
     compare.py   row comparison with tolerance; Difference, ReconcileError
     values.py    value kinds and normalization across drivers
@@ -17,7 +18,7 @@ one side or whose compared values differ beyond tolerance, with both values.
 from __future__ import annotations
 
 from agent.reconcile.compare import Difference, ReconcileError, Tolerance
-from agent.reconcile.engine import Outcome, Plan, reconcile
+from agent.reconcile.engine import Outcome, Plan, Previous, reconcile
 from agent.reconcile.grace import Graced, apply_grace
 from agent.reconcile.loaders import redis_side, sql_side
 from agent.reconcile.sides import Columns, Deadline, Side
@@ -29,6 +30,7 @@ __all__ = [
     "Graced",
     "Outcome",
     "Plan",
+    "Previous",
     "ReconcileError",
     "Side",
     "Tolerance",

@@ -13,17 +13,15 @@ index range scans, and some ten thousand rows transferred (see BENCHMARKS.md).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Collection
 from dataclasses import dataclass, field
 from math import isqrt
-from typing import Any, TypeVar
+from typing import Any
 
 from agent.reconcile.compare import ReconcileError
+from agent.reconcile.concurrency import all_of
 from agent.reconcile.grids import Grid, HashGrid, RangeGrid, range_width
 from agent.reconcile.sides import Check, Scheme, Side, Summary
-
-T = TypeVar("T")
 
 PULL_ROWS = 128  # a differing range cell with at most this many rows per side is pulled
 MAX_CELLS = 200_000  # cells in the first grid: bounds the rows one grouped query returns
@@ -38,6 +36,7 @@ class Located:
     left: list[tuple[Any, ...]] = field(default_factory=list)
     right: list[tuple[Any, ...]] = field(default_factory=list)
     levels: int = 0
+    left_rows: int = 0  # every row of the left side, counted by the first level
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def first_grid(scheme: Scheme, left: Summary, right: Summary) -> _Plan:
         lo, hi = min(bounds), max(bounds)
         per_cell = max(PULL_ROWS, isqrt(rows) // 2)
         cells = min(MAX_CELLS, -(-rows // per_cell))
-        return _Plan(RangeGrid(lo, range_width(hi - lo + 1, cells)), PULL_ROWS)
+        return _Plan(RangeGrid(lo, range_width(hi - lo + 1, cells), hi), PULL_ROWS)
     per_cell = max(PULL_ROWS // 2, isqrt(rows) // 8)
     cells = min(MAX_CELLS, -(-rows // per_cell))
     return _Plan(HashGrid(max(1, cells)), 4 * per_cell)
@@ -94,6 +93,8 @@ async def locate(left: Side, right: Side, scheme: Scheme, plan: _Plan, max_rows:
         found.levels += 1
         on_left: dict[int, Check] = results[0]
         on_right: dict[int, Check] = results[1]
+        if found.levels == 1:
+            found.left_rows = sum(check.count for check in on_left.values())
         differing = {
             c for c in on_left.keys() | on_right.keys() if on_left.get(c) != on_right.get(c)
         }
@@ -135,18 +136,3 @@ async def _pull(
     if not cells:
         return []
     return await side.pull(scheme, grid, cells, budget)
-
-
-async def all_of(*jobs: Awaitable[T]) -> list[T]:
-    """Run jobs concurrently; the first failure cancels the others and is raised as is."""
-    tasks: list[asyncio.Task[T]] = []
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_wrap(job)) for job in jobs]
-    except BaseExceptionGroup as failed:
-        raise failed.exceptions[0] from None
-    return [task.result() for task in tasks]
-
-
-async def _wrap(job: Awaitable[T]) -> T:
-    return await job

@@ -3,7 +3,7 @@
     sample both sides ──► agree on each column's hash kind
         │ (kinds that cannot hash alike, or two local sides: full path)
     whole-table count + sum(hash) per side ──► equal: done, one scan per side
-        │ differ
+        │ differ         (skipped when the last run found differences: see `reconcile`)
     both sides at most `full_below` rows ──► full path (auto mode)
         │
     checksum levels (checksum.locate) ──► the rows of differing cells ──► compare
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.reconcile.checksum import all_of, first_grid, locate
+from agent.reconcile.checksum import first_grid, locate
 from agent.reconcile.compare import (
     Difference,
     ReconcileError,
@@ -25,11 +25,20 @@ from agent.reconcile.compare import (
     differences,
     keyed,
 )
-from agent.reconcile.sides import Scheme, Side
+from agent.reconcile.concurrency import all_of
+from agent.reconcile.sides import Scheme, Side, Summary
 from agent.reconcile.values import IncompatibleKinds, agree, column_kind
 
 Mode = Literal["auto", "full", "checksum"]
 Path = Literal["full", "checksum"]
+
+
+@dataclass(frozen=True)
+class Previous:
+    """What the last run saw: its left row count and whether anything differed."""
+
+    rows: int
+    differed: bool
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class Plan:
     mode: Mode = "auto"
     max_rows: int = 100_000
     full_below: int = 10_000
+    previous: Previous | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,7 @@ class Outcome:
 
     differences: list[Difference]
     checked: int  # distinct keys compared (on either side)
+    left_rows: int  # rows on the left side, for the next run's `Previous`
     path: Path
     rows_transferred: int
     queries: int
@@ -73,13 +84,28 @@ async def reconcile(left: Side, right: Side, plan: Plan) -> Outcome:
         return await _full(left, right, plan, why_not)
 
     key_range = scheme.integer_key
-    s_left, s_right = await all_of(
-        left.summary(scheme, key_range=key_range), right.summary(scheme, key_range=key_range)
-    )
-    if (s_left.count, s_left.total) == (s_right.count, s_right.total):
-        return _outcome([], s_left.count, "checksum", left, right)
-    if plan.mode == "auto" and max(s_left.count, s_right.count) <= plan.full_below:
-        return await _full(left, right, plan, None)
+    previous = plan.previous
+    if previous is not None and previous.differed:
+        # Differences seen in the last run usually persist (a grace window even waits
+        # for that), and the first level's cell checksums answer "do they differ?" as
+        # well: a separate whole-table pass would be a wasted scan. Only the key range
+        # is needed, and min/max of an indexed key costs next to nothing.
+        if plan.mode == "auto" and previous.rows <= plan.full_below:
+            return await _full(left, right, plan, None)
+        if key_range:
+            (lo_l, hi_l), (lo_r, hi_r) = await all_of(left.bounds(), right.bounds())
+        else:
+            lo_l = hi_l = lo_r = hi_r = None
+        s_left = Summary(previous.rows, 0, lo_l, hi_l)
+        s_right = Summary(previous.rows, 0, lo_r, hi_r)
+    else:
+        s_left, s_right = await all_of(
+            left.summary(scheme, key_range=key_range), right.summary(scheme, key_range=key_range)
+        )
+        if (s_left.count, s_left.total) == (s_right.count, s_right.total):
+            return _outcome([], s_left.count, s_left.count, "checksum", left, right)
+        if plan.mode == "auto" and max(s_left.count, s_right.count) <= plan.full_below:
+            return await _full(left, right, plan, None)
 
     found = await locate(left, right, scheme, first_grid(scheme, s_left, s_right), plan.max_rows)
     width = len(plan.key)
@@ -89,7 +115,8 @@ async def reconcile(left: Side, right: Side, plan: Plan) -> Outcome:
         plan.tolerances,
     )
     only_right = sum(1 for d in diffs if d.kind == "missing_left")
-    return _outcome(diffs, s_left.count + only_right, "checksum", left, right, found.levels)
+    checked = found.left_rows + only_right
+    return _outcome(diffs, checked, found.left_rows, "checksum", left, right, found.levels)
 
 
 async def _full(left: Side, right: Side, plan: Plan, why_not: str | None) -> Outcome:
@@ -112,7 +139,8 @@ async def _full(left: Side, right: Side, plan: Plan, why_not: str | None) -> Out
     by_left = keyed(rows_left, width, left.label)
     by_right = keyed(rows_right, width, right.label)
     checked = len(by_left.keys() | by_right.keys())
-    return _outcome(differences(by_left, by_right, plan.tolerances), checked, "full", left, right)
+    diffs = differences(by_left, by_right, plan.tolerances)
+    return _outcome(diffs, checked, len(by_left), "full", left, right)
 
 
 def _scheme(
@@ -130,11 +158,18 @@ def _scheme(
 
 
 def _outcome(
-    diffs: list[Difference], checked: int, path: Path, left: Side, right: Side, levels: int = 0
+    diffs: list[Difference],
+    checked: int,
+    left_rows: int,
+    path: Path,
+    left: Side,
+    right: Side,
+    levels: int = 0,
 ) -> Outcome:
     return Outcome(
         differences=diffs,
         checked=checked,
+        left_rows=left_rows,
         path=path,
         rows_transferred=left.rows_transferred + right.rows_transferred,
         queries=left.queries + right.queries,

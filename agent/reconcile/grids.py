@@ -41,10 +41,16 @@ def range_width(span: int, cells: int) -> int:
 
 @dataclass(frozen=True)
 class RangeGrid:
-    """Cell i holds the keys `lo + i*width` ... `lo + (i+1)*width - 1`."""
+    """Cell i holds the keys `lo + i*width` ... `lo + (i+1)*width - 1`; no key is above `hi`."""
 
     lo: int
     width: int
+    hi: int | None = None
+
+    @property
+    def last_cell(self) -> int | None:
+        """The highest cell number, when `hi` is known."""
+        return None if self.hi is None else self.cell(self.hi)
 
     def cell(self, key: int) -> int:
         """The cell of one key."""
@@ -53,7 +59,7 @@ class RangeGrid:
     def refine(self) -> RangeGrid:
         """The next finer grid; its cells nest inside this grid's cells."""
         width = self.width // FANOUT if self.width % FANOUT == 0 else 1
-        return RangeGrid(self.lo, width)
+        return RangeGrid(self.lo, width, self.hi)
 
     @property
     def atomic(self) -> bool:

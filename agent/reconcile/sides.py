@@ -19,11 +19,18 @@ from typing import Any, Protocol
 
 from agent.connectors import Rows, SourceError, SqlConnector
 from agent.reconcile.compare import ReconcileError
+from agent.reconcile.concurrency import all_of
 from agent.reconcile.grids import Grid, RangeGrid
 from agent.reconcile.hashing import Dialect, HashKind, fold, fold_sql, quote
 
 SAMPLE_ROWS = 100  # rows read to learn each column's kind of value
 MAX_LISTED = 5_000  # beyond this many cells a filter is done by the client, not in SQL
+# A first range level of at least SPLIT_FROM cells (~250k rows) is read as PARTS
+# concurrent key-range queries: MariaDB runs a query on one thread, and PostgreSQL
+# does not parallelize the hash aggregate below. Two keeps the probe's share of the
+# database modest (PostgreSQL's own default is up to three processes per query).
+PARTS = 2
+SPLIT_FROM = 512
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,10 @@ class Side(Protocol):
 
     async def summary(self, scheme: Scheme, *, key_range: bool) -> Summary:
         """Count and hash sum of every row (and min/max key when `key_range`)."""
+        ...
+
+    async def bounds(self) -> tuple[int | None, int | None]:
+        """The smallest and largest value of a single integer key."""
         ...
 
     async def cells(
@@ -187,17 +198,55 @@ class SqlSide:
         lo, hi = (_int(row[2]), _int(row[3])) if key_range else (None, None)
         return Summary(int(row[0]), _int(row[1]) or 0, lo, hi)
 
+    async def bounds(self) -> tuple[int | None, int | None]:
+        """See `Side.bounds` (PostgreSQL and MariaDB answer from the key's index)."""
+        (row,) = (
+            await self._fetch(
+                f"SELECT min({self._key()}), max({self._key()}) FROM {self._from()}", 1
+            )
+        ).rows
+        return _int(row[0]), _int(row[1])
+
     async def cells(
         self, scheme: Scheme, grid: Grid, within: tuple[Grid, Collection[int]] | None
     ) -> dict[int, Check]:
-        """See `Side.cells`: one grouped query, `count(*)` and `sum(hash)` per cell."""
-        where = ""
-        client_filter = within is not None and len(within[1]) > MAX_LISTED
-        if within is not None and not client_filter:
-            where = f" WHERE {within[0].where_sql(self._cell_input(scheme, within[0]), within[1])}"
+        """See `Side.cells`: `count(*)` and `sum(hash)` per cell, grouped in the database."""
+        if within is None and isinstance(grid, RangeGrid):
+            last = grid.last_cell
+            if last is not None and last + 1 >= SPLIT_FROM:
+                parts = await all_of(
+                    *(self._grouped(scheme, grid, where) for where in self._parts(grid, last))
+                )
+                return {cell: check for part in parts for cell, check in part.items()}
+        if within is None:
+            return await self._grouped(scheme, grid, "")
+        coarse, keep = within
+        if len(keep) <= MAX_LISTED:
+            where = coarse.where_sql(self._cell_input(scheme, coarse), keep)
+            return await self._grouped(scheme, grid, where)
+        found = await self._grouped(scheme, grid, "")
+        return {c: check for c, check in found.items() if coarse.parent(c, grid) in keep}
+
+    def _parts(self, grid: RangeGrid, last: int) -> list[str]:
+        """PARTS key-range predicates covering every key (the outer ones open-ended)."""
+        key = self._key()
+        edges = [grid.lo + (last + 1) * i // PARTS * grid.width for i in range(1, PARTS)]
+        lows: list[int | None] = [None, *edges]
+        highs: list[int | None] = [*(edge - 1 for edge in edges), None]
+        wheres = []
+        for low, high in zip(lows, highs, strict=True):
+            terms = ([f"{key} >= {low}"] if low is not None else []) + (
+                [f"{key} <= {high}"] if high is not None else []
+            )
+            wheres.append(" AND ".join(terms))
+        return wheres
+
+    async def _grouped(self, scheme: Scheme, grid: Grid, where: str) -> dict[int, Check]:
+        """One grouped query: `count(*)` and `sum(hash)` per cell of the rows matching `where`."""
         inner = (
             f"SELECT {grid.bucket_sql(self.dialect, self._cell_input(scheme, grid))} AS b, "
-            f"{self._row_hash(scheme)} AS h FROM {self._from()}{where}"
+            f"{self._row_hash(scheme)} AS h FROM {self._from()}"
+            + (f" WHERE {where}" if where else "")
         )
         if self.dialect == "postgres":
             # Seen from outside `OFFSET 0`, `b` has no statistics, so PostgreSQL plans a
@@ -210,9 +259,6 @@ class SqlSide:
             if bucket is None:  # only a NULL integer key has no cell
                 raise ReconcileError(f"the {self.label} side has a row with a NULL key")
             found[int(bucket)] = Check(int(count), int(total))
-        if client_filter and within is not None:
-            coarse, keep = within
-            found = {c: v for c, v in found.items() if coarse.parent(c, grid) in keep}
         return found
 
     async def pull(
@@ -352,6 +398,11 @@ class LocalSide:
             min(keys) if keys else None,
             max(keys) if keys else None,
         )
+
+    async def bounds(self) -> tuple[int | None, int | None]:
+        """See `Side.bounds`."""
+        keys = [int(row[0]) for row in await self._all()]
+        return (min(keys), max(keys)) if keys else (None, None)
 
     async def cells(
         self, scheme: Scheme, grid: Grid, within: tuple[Grid, Collection[int]] | None

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agent.connectors import Rows, SqlConnector
 from agent.probe_spec import RunContext
 from agent.reconcile import checksum
 from agent.results import Observation
@@ -157,6 +158,84 @@ async def test_unchanged_tables_cost_one_scan_per_side(ctx: RunContext, data: Da
         "rows_transferred": 202,
     }
     assert result.detail == "3,000 keys compared (checksum, 202 rows read): all agree"
+
+
+class Recorder:
+    """A SQL connector that passes every query on to a real one and keeps its text."""
+
+    def __init__(self, real: SqlConnector) -> None:
+        self.real = real
+        self.dialect = real.dialect
+        self.sql: list[str] = []
+
+    async def fetch(
+        self,
+        sql: str,
+        params: Any = None,
+        *,
+        max_rows: int = 1000,
+        timeout: float = 10.0,  # noqa: ASYNC109 - the connector contract
+    ) -> Rows:
+        self.sql.append(sql)
+        return await self.real.fetch(sql, params, max_rows=max_rows, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.real.aclose()
+
+    def kinds(self) -> list[str]:
+        """What each query was: sample, summary, bounds, cells or pull."""
+        found = []
+        for sql in self.sql:
+            if sql.startswith("SELECT * FROM"):
+                found.append("sample")
+            elif sql.startswith("SELECT count(*), sum(h)"):
+                found.append("summary")
+            elif sql.startswith("SELECT min("):
+                found.append("bounds")
+            elif sql.startswith("SELECT b, count(*), sum(h)"):
+                found.append("cells")
+            else:
+                found.append("pull")
+        self.sql.clear()
+        return found
+
+
+def recorders(ctx: RunContext) -> tuple[Recorder, Recorder]:
+    pg, maria = ctx.connector("pg"), ctx.connector("maria")
+    assert pg.dialect == "postgres" and maria.dialect == "mysql"
+    ctx.connectors["pg"] = left = Recorder(pg)
+    ctx.connectors["maria"] = right = Recorder(maria)
+    return left, right
+
+
+async def test_what_each_run_reads(ctx: RunContext, data: Data) -> None:
+    rows = stock(2000)
+    left_table, right_table = data.pg("shop", STOCK, rows), data.maria("wh", STOCK_MARIA, rows)
+    left, right = recorders(ctx)
+    probe = spec(left=side("pg", left_table), right=side("maria", right_table), mode="checksum")
+
+    # Unchanged: one scan per side (after a 100-row sample that learns the column kinds).
+    assert (await run(probe, ctx)).values["mismatched"] == 0
+    assert left.kinds() == right.kinds() == ["sample", "summary"]
+
+    # Drift appears: whole-table checksums, then the cells, then the differing rows.
+    data.maria_execute(f"UPDATE {right_table} SET available = 0 WHERE sku = 700")
+    assert (await run(probe, ctx)).values["mismatched"] == 1
+    assert left.kinds() == right.kinds() == ["sample", "summary", "cells", "pull"]
+
+    # Drift seen last time: the whole-table pass is skipped, the key range costs an
+    # index lookup. Still there, so still found.
+    assert (await run(probe, ctx)).values["mismatched"] == 1
+    assert left.kinds() == right.kinds() == ["sample", "bounds", "cells", "pull"]
+
+    # Repaired: the first level's cells agree, which ends the run; the next run starts
+    # with the whole-table checksums again.
+    data.maria_execute(f"UPDATE {right_table} SET available = 0.5 WHERE sku = 700")
+    repaired = await run(probe, ctx)
+    assert (repaired.values["mismatched"], repaired.values["checked"]) == (0, 2000)
+    assert left.kinds() == right.kinds() == ["sample", "bounds", "cells"]
+    assert (await run(probe, ctx)).values["mismatched"] == 0
+    assert left.kinds() == right.kinds() == ["sample", "summary"]
 
 
 async def test_auto_compares_small_tables_in_full_and_large_ones_by_checksum(

@@ -124,6 +124,15 @@ def test_floats_hash_as_their_decimal_value(data: Data, dialect: Dialect) -> Non
     assert got == [fold([value], ["decimal"]) for value in FLOATS]
 
 
+def test_mariadb_unsigned_integers(data: Data) -> None:
+    # An UNSIGNED column makes MariaDB's arithmetic unsigned; mixed with a negative
+    # signed value it must still hash like everywhere else.
+    rows = [(1, 2**64 - 1, -5), (2, 2**63, None), (3, 0, -(2**63)), (4, None, 7)]
+    hashed: list[tuple[str, HashKind]] = [("u", "int"), ("i", "int")]
+    got = engine_hashes(data, "mysql", "id INT, u BIGINT UNSIGNED, i BIGINT", rows, hashed)
+    assert got == [fold(row[1:], ["int", "int"]) for row in rows]
+
+
 def test_null_is_unlike_every_value() -> None:
     assert reduce_value(None, "int") == NULL
     assert all(0 <= reduce_value(v, "int") < Q for v in (0, P, -P, Q, -Q, 2**63 - 1, -(2**63)))
