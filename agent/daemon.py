@@ -36,7 +36,7 @@ from agent.reload import ReloadPlan, ReloadUnavailable, plan_reload
 from agent.results import ProbeResult, utcnow
 from agent.runner import run_probe
 from agent.selfcheck import SELF_KIND, SELF_PROBE, HealthWindow, Heartbeat, self_result
-from agent.store import ProbeCounters, Store
+from agent.store import LatestResult, ProbeCounters, Store
 from agent.systemd import Notifier
 from probes import prepare as prepare_probes
 
@@ -75,6 +75,8 @@ class Agent:
         self.started_at: datetime | None = None
         self.reloads = 0
         self.reload_failures = 0
+        # Results recorded per probe, kept in memory so /v1/status never scans the store.
+        self.stored_counts: dict[str, int] = {}
         self.api_url: str | None = None
         self.api_problem: str | None = None  # why the API is not listening, if it is not
         self._api: ApiServer | None = None
@@ -105,7 +107,7 @@ class Agent:
         await store.start()
         pipeline = self.pipeline = Pipeline(store)
         await self._restore_state(pipeline, store)
-        listeners: list[Listener] = [self.events, self.metrics, *self._listeners]
+        listeners: list[Listener] = [self._count, self.events, self.metrics, *self._listeners]
         for listener in listeners:
             pipeline.subscribe(listener)
         ctx = self.ctx = RunContext(base_dir=self._base_dir(), sources=dict(self.config.sources))
@@ -201,13 +203,34 @@ class Agent:
             pipeline.states[name] = ProbeState(row.result, row.consecutive_failures)
             if row.last_ok_at is not None:
                 self.metrics.last_success[name] = row.last_ok_at
+        self.stored_counts = {row.result.probe: row.runs for row in rows}
         self.events.seed({row.result.probe: row.result.status.value for row in rows})
+
+    def _count(self, result: ProbeResult) -> None:
+        self.stored_counts[result.probe] = self.stored_counts.get(result.probe, 0) + 1
 
     # -- what the API and the metrics read ------------------------------------------------
 
     def probe_kinds(self) -> list[tuple[str, str]]:
         """(name, kind) of every probe the agent runs: the configured ones and its own."""
         return [(p.name, p.kind) for p in self.config.probes] + [(SELF_PROBE, SELF_KIND)]
+
+    def latest_results(self) -> list[LatestResult]:
+        """Each probe's last result and failure streak, from memory: cheap enough to poll.
+
+        The same rows `Store.latest_per_probe()` gives, without scanning the results table.
+        """
+        states = self.pipeline.states if self.pipeline else {}
+        return [
+            LatestResult(
+                result=state.last,
+                consecutive_failures=state.consecutive_failures,
+                last_ok_at=self.metrics.last_success.get(name),
+                runs=self.stored_counts.get(name, 0),
+            )
+            for name, state in sorted(states.items())
+            if state.last is not None
+        ]
 
     def live_counters(self) -> list[ProbeCounters]:
         """The dispatcher's per-probe counters now."""
@@ -358,6 +381,9 @@ class Agent:
             deleted = await store.prune(retention)
         if deleted:
             log.info("retention: deleted %d results older than %s", deleted, retention)
+            async with asyncio.timeout(JOB_TIMEOUT_S):
+                rows = await store.latest_per_probe()
+            self.stored_counts = {row.result.probe: row.runs for row in rows}
 
     async def _compact(self) -> None:
         async with asyncio.timeout(JOB_TIMEOUT_S):

@@ -64,6 +64,14 @@ class RunningAgent:
     url: str
     token: str
     client: httpx.AsyncClient
+    stopped: asyncio.Event
+    task: asyncio.Task[int]
+
+    async def stop(self) -> int:
+        """Stop the agent as SIGTERM would; its exit code."""
+        self.stopped.set()
+        await self.client.aclose()
+        return await asyncio.wait_for(self.task, 30)
 
 
 StartAgent = Callable[[str], Awaitable[RunningAgent]]
@@ -98,7 +106,7 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[StartAgent]:
             base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
         stops.append((stop, task, client))
-        return RunningAgent(agent, config_path, data_dir, url, token, client)
+        return RunningAgent(agent, config_path, data_dir, url, token, client, stop, task)
 
     yield start
     for stop, task, client in stops:

@@ -58,7 +58,7 @@ async def get_status(call: Call) -> StatusResponse:
     """Every probe's state (the rows of `opsagent status`), the store and the scheduler."""
     agent = call.agent
     store, dispatcher = agent.running_store(), agent.running_dispatcher()
-    latest = await store.latest_per_probe()
+    latest = agent.latest_results()  # from memory: polling status never scans the store
     now = utcnow()
     stats = dispatcher.stats()
     lags = sorted(stats.lag_ms)

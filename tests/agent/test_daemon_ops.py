@@ -24,6 +24,7 @@ import pytest
 
 from agent.config_loader import parse_config
 from agent.reload import plan_reload
+from agent.store import LatestResult
 from agent.systemd import Notifier
 from tests.running_agent import StartAgent, Target, agent_yaml, start_agent, target, wait_until
 
@@ -362,6 +363,54 @@ async def test_self_check_and_heartbeat_notice_when_probes_stop_running_on_time(
 
 async def _hit(target: Target, at_least: int) -> bool:
     return target.hits["heartbeat"] >= at_least
+
+
+async def test_status_comes_from_memory_and_state_survives_a_restart(
+    start_agent: StartAgent, target: Target, caplog: pytest.LogCaptureFixture
+) -> None:
+    probes = f"""
+  - {{name: web, kind: http, url: "{target.base}/ok", every: 1m, jitter: 0s}}
+  - {{name: strict, kind: http, url: "{target.base}/ok", every: 1m, jitter: 0s, expect: [status == 418]}}
+"""
+    text = agent_yaml(target.base, probes=probes)
+    first = await start_agent(text)
+
+    async def scheduled_runs_done() -> bool:
+        counts = first.agent.stored_counts
+        return counts.get("web", 0) >= 1 and counts.get("strict", 0) >= 1
+
+    await wait_until(scheduled_runs_done)  # the first slot, within a second of the start
+    for _ in range(2):
+        await first.agent.run_now("strict")
+    await first.agent.run_now("web")
+    store = first.agent.running_store()
+    await store.flush()
+
+    def rows(latest: list[LatestResult]) -> dict[str, tuple[object, ...]]:
+        return {
+            r.result.probe: (r.result, r.consecutive_failures, r.last_ok_at, r.runs) for r in latest
+        }
+
+    on_disk = rows(await store.latest_per_probe())
+    assert rows(first.agent.latest_results()) == on_disk
+    assert on_disk["strict"][1] == 3 and on_disk["web"][3] == 2
+    assert await first.stop() == 0
+
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    second = await start_agent(text)  # same data_dir: the store remembers
+    assert second.agent.pipeline is not None
+    strict = second.agent.pipeline.states["strict"]
+    assert strict.consecutive_failures >= 3  # restored, then the first run of this process
+
+    async def ran_again() -> bool:
+        return second.agent.stored_counts.get("strict", 0) >= 4
+
+    await wait_until(ran_again)
+    # Still failing, as before the restart: not a change, so no "failing" line.
+    assert not [r for r in caplog.records if "probe strict failing" in r.message]
+    status = (await second.client.get("/v1/status")).json()["probes"]
+    assert {r["probe"]: r["runs"] for r in status}["strict"] >= 4
 
 
 def test_reload_plan_keeps_restart_only_settings() -> None:

@@ -109,6 +109,7 @@ async def test_status_probes_history_and_run(start_agent: StartAgent, target: Ta
     assert probes["web"]["last"]["status"] == "ok"
     assert probes["opsagent-self"]["builtin"] is True
 
+    await running.agent.running_store().flush()  # status is live; history reads the disk
     history = (await client.get("/v1/probes/web/history", params={"limit": 2})).json()
     assert history["probe"] == "web" and len(history["results"]) == 2
     first, second = history["results"]
