@@ -22,7 +22,7 @@ from agent import __version__
 from agent.errors import ConfigError, OpsAgentError, StoreError
 
 if TYPE_CHECKING:
-    from agent.client import AgentClient
+    from agent.client import AgentClient, Endpoint
     from agent.config import Config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
@@ -229,20 +229,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     """`opsagent probe NAME`."""
     from agent.client import ApiError
+    from agent.config_loader import resolve_config_path
     from agent.probe_spec import RunContext
     from agent.redaction import Redactor
     from agent.runner import run_probe
     from probes import prepare
 
-    config, path = _load(args)
+    loaded, endpoint, error = _locate(args)
     try:
-        result, _ = _with_agent(config, lambda client: client.run_probe(args.name))
+        result, _ = _with_agent(endpoint, lambda client: client.run_probe(args.name))
     except ApiError as exc:
         if exc.status != 404:
             raise
         print(f"error: {exc.error}", file=sys.stderr)
         return EXIT_USAGE
     if result is None:  # the agent is not running: run it here
+        config, path = _local(loaded, error), resolve_config_path(args.config)
         spec = config.probe(args.name)
         if spec is None:
             known = ", ".join(p.name for p in config.probes) or "none"
@@ -291,9 +293,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     from agent.selfcheck import SELF_KIND, SELF_PROBE
     from agent.status import collect_status, render_status
 
-    config, _ = _load(args)
-    rows, why = _with_agent(config, lambda client: client.status().probes)
+    loaded, endpoint, error = _locate(args)
+    rows, why = _with_agent(endpoint, lambda client: client.status().probes)
     if rows is None:
+        config = _local(loaded, error)
         rows = _read_store(lambda: collect_status(config, builtin=[(SELF_PROBE, SELF_KIND)]), why)
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
@@ -309,10 +312,10 @@ def cmd_query(args: argparse.Namespace) -> int:
     from agent.store import QueryResult, Store
     from agent.tables import render_csv, render_json, render_table
 
-    config, _ = _load(args)
+    loaded, endpoint, error = _locate(args)
     try:
         answer, why = _with_agent(
-            config,
+            endpoint,
             lambda client: client.query(
                 args.sql, max_rows=args.max_rows, timeout_s=min(args.timeout, 60.0)
             ),
@@ -324,6 +327,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     if answer is not None:
         result = QueryResult(answer.columns, [tuple(row) for row in answer.rows], answer.truncated)
     else:
+        config = _local(loaded, error)
 
         def read() -> QueryResult:
             with Store.open(config.agent.store_path, read_only=True) as store:
@@ -348,14 +352,15 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_reload(args: argparse.Namespace) -> int:
     """`opsagent reload`."""
     from agent.client import AgentClient, AgentUnavailable, ApiError
+    from agent.config_loader import resolve_config_path
 
-    config, path = _load(args)  # an invalid file is reported here, as by `check`
-    endpoint = _endpoint(config)
+    # The agent judges the file in its own environment and answers with every problem.
+    _, endpoint, error = _locate(args)
+    path = resolve_config_path(args.config)
     if endpoint is None:
-        print(
-            f"error: the agent is not running (no API address in {config.agent.data_dir})",
-            file=sys.stderr,
-        )
+        if error is not None:
+            raise error  # not even the data directory could be read from the file
+        print("error: the agent is not running (it has no API address)", file=sys.stderr)
         return EXIT_STORE
     try:
         with AgentClient(endpoint) as client:
@@ -384,23 +389,40 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _endpoint(config: Config) -> Any:
-    from agent.client import find_agent, token_hint
+def _locate(args: argparse.Namespace) -> tuple[Config | None, Endpoint | None, ConfigError | None]:
+    """The config (None if it does not validate here), the running agent's endpoint, the error.
 
+    The agent may run with an environment this shell lacks (`${VAR}`s set by its service,
+    secret files only it can read): the agent is then still found from the raw YAML.
+    """
+    from agent.client import Location, find_agent
+    from agent.config_loader import resolve_config_path
+
+    config: Config | None = None
+    error: ConfigError | None = None
     try:
-        return find_agent(config)
+        config, _ = _load(args)
+        where: Location | None = Location.of(config)
+    except ConfigError as exc:
+        error = exc
+        where = Location.from_file(resolve_config_path(args.config))
+    if where is None:
+        return config, None, error
+    try:
+        return config, find_agent(where), error
     except OSError as exc:
         raise OpsAgentError(
-            f"cannot read the API token {token_hint(config)}: {exc.strerror or exc} "
+            f"cannot read the API token {where.token_file}: {exc.strerror or exc} "
             "(run as the agent's user, or a member of its group)"
         ) from None
 
 
-def _with_agent(config: Config, action: Callable[[AgentClient], T]) -> tuple[T | None, str]:
+def _with_agent(
+    endpoint: Endpoint | None, action: Callable[[AgentClient], T]
+) -> tuple[T | None, str]:
     """`action` against the running agent: (its answer, "") or (None, why no agent answered)."""
     from agent.client import AgentClient, AgentUnavailable
 
-    endpoint = _endpoint(config)
     if endpoint is None:
         return None, "the agent has not run yet"
     try:
@@ -408,6 +430,14 @@ def _with_agent(config: Config, action: Callable[[AgentClient], T]) -> tuple[T |
             return action(client), ""
     except AgentUnavailable as exc:
         return None, str(exc)
+
+
+def _local(config: Config | None, error: ConfigError | None) -> Config:
+    """The config for working without the agent; its error if it did not validate."""
+    if config is None:
+        assert error is not None
+        raise error
+    return config
 
 
 def _read_store(read: Callable[[], T], why: str) -> T:

@@ -3,6 +3,8 @@
 Finding the agent: its data directory (from the config) holds `api.token` (written at
 the agent's first start) and, while it runs, `api.addr` (the address it actually bound,
 which matters with port 0). Without `api.addr` the config's `agent.api.listen` is tried.
+`Location.from_file` finds them even when the config does not validate in the caller's
+environment (a `${VAR}` only the agent's service sets).
 
 Errors, as a tree:
 
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import yaml
 from pydantic import BaseModel
 
 from agent.api.auth import ADDR_FILE, read_token, token_path
@@ -36,7 +39,7 @@ from agent.api.models import (
     ReloadResponse,
     StatusResponse,
 )
-from agent.config import Config
+from agent.config import ApiSection, Config
 from agent.errors import OpsAgentError
 from agent.results import ProbeResult
 
@@ -78,27 +81,59 @@ class Endpoint:
         return str(self.unix_socket) if self.unix_socket else self.base_url.removeprefix("http://")
 
 
-def find_agent(config: Config) -> Endpoint | None:
-    """The endpoint of the agent using `config`'s data directory; None if it never started.
+@dataclass(frozen=True)
+class Location:
+    """Where to look for an agent: its data directory and its configured listen address."""
+
+    data_dir: Path
+    listen: str
+
+    @classmethod
+    def of(cls, config: Config) -> Location:
+        return cls(config.agent.data_dir, config.agent.api.listen)
+
+    @classmethod
+    def from_file(cls, config_path: Path) -> Location | None:
+        """Read only `agent.data_dir` and `agent.api.listen` from the YAML.
+
+        For when the whole config does not validate here, though it does for the agent:
+        the CLI's shell lacks a `${VAR}` or cannot read a secret file that the agent's
+        environment provides. None when even these two cannot be read plainly.
+        """
+        try:
+            data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        agent = data.get("agent", {}) if isinstance(data, dict) else None
+        agent = agent if isinstance(agent, dict) else {}
+        api = agent.get("api", {}) if isinstance(agent.get("api", {}), dict) else {}
+        data_dir, listen = agent.get("data_dir", "./var"), api.get("listen", ApiSection().listen)
+        if not isinstance(data_dir, str) or not isinstance(listen, str) or "$" in data_dir + listen:
+            return None
+        path = Path(data_dir).expanduser()
+        return cls(path if path.is_absolute() else config_path.parent / path, listen)
+
+    @property
+    def token_file(self) -> Path:
+        """Where the token is (for messages)."""
+        return token_path(self.data_dir)
+
+
+def find_agent(where: Location) -> Endpoint | None:
+    """The endpoint of the agent using that data directory; None if it never started.
 
     OSError when the token file exists but cannot be read (permissions).
     """
-    data_dir = config.agent.data_dir
-    token = read_token(data_dir)
+    token = read_token(where.data_dir)
     if token is None:
         return None
     try:
-        address = (data_dir / ADDR_FILE).read_text().strip()
+        address = (where.data_dir / ADDR_FILE).read_text().strip()
     except FileNotFoundError:
-        address = config.agent.api.listen
+        address = where.listen
     if address.endswith(":0"):
         return None  # an ephemeral port that is not running: nothing to call
     return Endpoint(f"http://{address}", token)
-
-
-def token_hint(config: Config) -> str:
-    """Where the token is, for error messages."""
-    return str(token_path(config.agent.data_dir))
 
 
 @dataclass(frozen=True)

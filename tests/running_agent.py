@@ -74,22 +74,22 @@ class RunningAgent:
         return await asyncio.wait_for(self.task, 30)
 
 
-StartAgent = Callable[[str], Awaitable[RunningAgent]]
+StartAgent = Callable[..., Awaitable[RunningAgent]]
 
 
 @pytest.fixture
 async def start_agent(tmp_path: Path) -> AsyncIterator[StartAgent]:
-    """`await start_agent(yaml_text)`: write agent.yaml (data_dir ./var) and run it.
+    """`await start_agent(yaml_text, env=None)`: write agent.yaml (data_dir ./var) and run it.
 
     The text's `agent:` section should set `api: {listen: "127.0.0.1:0"}`; the fixture
     waits for `api.addr`, and stops every agent it started at the end of the test.
     """
     stops: list[tuple[asyncio.Event, asyncio.Task[int], httpx.AsyncClient]] = []
 
-    async def start(text: str) -> RunningAgent:
+    async def start(text: str, env: dict[str, str] | None = None) -> RunningAgent:
         config_path = tmp_path / "agent.yaml"
         config_path.write_text(text)
-        config = load_config(config_path, env={})
+        config = load_config(config_path, env=env or {})
         agent = Agent(config, config_path=config_path)
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop, install_signals=False))

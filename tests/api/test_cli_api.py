@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.running_agent import StartAgent, Target, agent_yaml
 from tests.services import free_port
 
 
-def opsagent(*args: str) -> subprocess.CompletedProcess[str]:
+def opsagent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agent.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
 
 
-async def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(opsagent, *args)
+async def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(opsagent, *args, env=env)
 
 
 async def test_every_command_works_while_the_agent_runs(
@@ -100,17 +104,42 @@ async def test_reload_reports_every_problem_of_an_invalid_file(
     running = await start_agent(agent_yaml(target.base))
     valid = running.config_path.read_text()
     running.config_path.write_text(valid.replace("every: 200ms", "every: soon"))
-    # `reload` validates the file itself first, like `check`: every problem, exit 2.
+    # The agent judges the file and answers with every problem: exit 2.
     refused = await cli("reload", "-c", str(running.config_path))
     assert refused.returncode == 2
+    assert refused.stderr.startswith("error: the config file is invalid (2 problems)")
     assert refused.stderr.count("invalid duration 'soon'") == 2
-    # The agent, asked directly, refuses it the same way and keeps running its config.
+    # Asked directly, the same answer; the running config stays.
     answer = await running.client.post("/v1/reload")
     assert answer.status_code == 422
     body = answer.json()
     assert body["error"] == "the config file is invalid (2 problems); the running config is kept"
     assert len(body["problems"]) == 2 and all("invalid duration" in p for p in body["problems"])
     assert [p.every.total_seconds() for p in running.agent.config.probes] == [0.2, 0.2]
+
+
+async def test_commands_work_when_only_the_agent_has_the_configs_environment(
+    start_agent: StartAgent, target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The service sets SHOP_PASSWORD; the operator's shell does not.
+    monkeypatch.setenv("SHOP_PASSWORD", "only-the-agent-knows")
+    text = agent_yaml(target.base).replace(
+        "probes:",
+        'sources:\n  shop: {kind: postgres, password: "${SHOP_PASSWORD}"}\nprobes:',
+    )
+    running = await start_agent(text, env={"SHOP_PASSWORD": "only-the-agent-knows"})
+    config = str(running.config_path)
+    shell = {k: v for k, v in os.environ.items() if k != "SHOP_PASSWORD"}
+
+    check = await cli("check", "-c", config, env=shell)
+    assert check.returncode == 2 and "SHOP_PASSWORD is not set" in check.stderr
+    status = await cli("status", "-c", config, "--json", env=shell)
+    assert status.returncode == 0, status.stderr
+    assert "web" in {r["probe"] for r in json.loads(status.stdout)}
+    reload = await cli("reload", "-c", config, env=shell)
+    assert reload.returncode == 0 and reload.stdout.endswith("no changes\n"), reload.stderr
+    probe = await cli("probe", "web", "-c", config, env=shell)
+    assert probe.returncode == 0, probe.stderr
 
 
 def test_commands_when_the_agent_is_not_running(tmp_path: Path) -> None:
