@@ -149,6 +149,15 @@ def test_a_transfer_between_two_rows_changes_the_sum() -> None:
     assert before != after
 
 
+def test_keys_with_equal_sums_do_not_cancel() -> None:
+    # Keys 10 and 20 missing, 12 and 18 extra, all with the same value.
+    kinds: list[HashKind] = ["int", "int"]
+    assert fold([10, 5], kinds) + fold([20, 5], kinds) != fold([12, 5], kinds) + fold(
+        [18, 5], kinds
+    )
+    assert fold([10], ["int"]) + fold([20], ["int"]) != fold([12], ["int"]) + fold([18], ["int"])
+
+
 def test_decimals_and_integers_agree_when_equal() -> None:
     assert reduce_value(5, "decimal") == reduce_value(Decimal("5.00"), "decimal")
     assert reduce_value(0.1, "decimal") == reduce_value(Decimal("0.1"), "decimal")
