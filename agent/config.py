@@ -15,16 +15,21 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from agent.durations import Duration
+from agent.incidents.settings import IncidentSettings, MaintenanceWindow
+from agent.notifiers import NotifierSpec
+from agent.notifiers import spec_types as notifier_spec_types
 from agent.probe_spec import NAME_PATTERN, ProbeSpec, StrictModel
 from agent.sources import SourceSpec
 from probes import spec_types
 
 if TYPE_CHECKING:
     AnyProbe = ProbeSpec
+    AnyNotifier = NotifierSpec
 else:
     # The discriminated union is built from the registry in probes/__init__.py, so a
     # new kind is one module plus one line there.
     AnyProbe = Annotated[Union[spec_types()], Field(discriminator="kind")]  # noqa: UP007
+    AnyNotifier = Annotated[Union[notifier_spec_types()], Field(discriminator="kind")]  # noqa: UP007
 
 
 def split_listen(value: str) -> tuple[str, int]:
@@ -145,6 +150,12 @@ class Config(StrictModel):
     agent: AgentSection = Field(default_factory=AgentSection)
     sources: dict[SourceName, SourceSpec] = Field(default_factory=dict)
     probes: list[AnyProbe] = Field(default_factory=list)
+    notify: list[AnyNotifier] = Field(
+        default_factory=list,
+        description="Where incident notices go (Slack, email, webhooks, console).",
+    )
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
 
     def probe(self, name: str) -> ProbeSpec | None:
         """The probe with this name, if any."""

@@ -66,12 +66,11 @@ def parse_config(
         problems.append(ConfigProblem(file, line, format_loc(loc), message))
 
     try:
-        loader = yaml.SafeLoader(text)
         try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else {}
-        finally:
-            loader.dispose()
+            node, data = _compose(text, _FAST_LOADER)
+        except yaml.YAMLError:
+            # libyaml's messages differ: the pure-Python parser words every error.
+            node, data = _compose(text, yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -115,6 +114,22 @@ def parse_config(
         raise ConfigError(problems)
     assert config is not None
     return config
+
+
+# libyaml's parser (when PyYAML was built with it) is ~10x faster than the pure-Python
+# one: 5,000 probes took ~4 s to parse without it. Same nodes, same line marks.
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _compose(text: str, loader_class: type[yaml.SafeLoader]) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for line numbers) and its Python value."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else {}
+    finally:
+        loader.dispose()
+    return node, data
 
 
 def format_loc(loc: Loc) -> str:
@@ -337,6 +352,7 @@ def _anchor_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
 def cross_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Checks across fields, run on the raw data so they report even when other fields are bad."""
     problems: list[tuple[Loc, str]] = []
+    problems += _notifier_checks(data)
     probes = data.get("probes")
     sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
     if not isinstance(probes, list):
@@ -390,6 +406,44 @@ def _source_kind_problem(i: int, kind: Any, name: str, source: Any) -> list[tupl
         return []
     message = f"a {kind} probe needs a {' or '.join(wanted)} source; {name!r} is {have}"
     return [(("probes", i, "source"), message)]
+
+
+def _notifier_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Notifier names are unique and every `notify:` / `escalate_to:` names one."""
+    problems: list[tuple[Loc, str]] = []
+    raw = data.get("notify")
+    notifiers: list[Any] = raw if isinstance(raw, list) else []
+    names: dict[str, int] = {}
+    for i, entry in enumerate(notifiers):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(name, str):
+            if name in names:
+                problems.append(
+                    (
+                        ("notify", i, "name"),
+                        f"duplicate notifier name {name!r} (first used by notify[{names[name]}])",
+                    )
+                )
+            else:
+                names[name] = i
+    known = ", ".join(sorted(names)) or "none defined"
+
+    def check(loc: Loc, refs: Any) -> None:
+        if isinstance(refs, list):
+            for j, ref in enumerate(refs):
+                if isinstance(ref, str) and ref not in names:
+                    problems.append(((*loc, j), f"unknown notifier {ref!r} (notify: {known})"))
+
+    incidents = data.get("incidents")
+    if isinstance(incidents, dict):
+        check(("incidents", "notify"), incidents.get("notify"))
+        check(("incidents", "escalate_to"), incidents.get("escalate_to"))
+    probes = data.get("probes")
+    if isinstance(probes, list):
+        for i, probe in enumerate(probes):
+            if isinstance(probe, dict):
+                check(("probes", i, "notify"), probe.get("notify"))
+    return problems
 
 
 def _duration_or_none(value: Any) -> Any:

@@ -28,7 +28,12 @@ from agent.config import Config
 from agent.config_loader import load_config
 from agent.dispatcher import Dispatcher
 from agent.errors import ConfigError, StoreError
+from agent.incidents.models import Incident, Matcher, Policy
+from agent.incidents.service import IncidentService
+from agent.incidents.settings import policy_for
 from agent.metrics import AgentMetrics
+from agent.notifiers.targets import Targets
+from agent.outbox import Outbox
 from agent.pipeline import Listener, Pipeline, ProbeState
 from agent.probe_spec import ProbeSpec, RunContext
 from agent.redaction import Redactor
@@ -69,6 +74,9 @@ class Agent:
         self.events = EventHub()
         self.metrics = AgentMetrics(self)
         self.pipeline: Pipeline | None = None
+        self.incidents: IncidentService | None = None
+        self.outbox: Outbox | None = None
+        self.targets: Targets | None = None
         self.dispatcher: Dispatcher | None = None
         self.store: Store | None = None
         self.ctx: RunContext | None = None
@@ -105,7 +113,18 @@ class Agent:
         notifier = self.notifier = self.notifier or Notifier.from_env()
         store = self.store = Store.open(self.config.agent.store_path)
         await store.start()
-        pipeline = self.pipeline = Pipeline(store)
+        targets = self.targets = Targets(self.config.notify, agent_name=self.config.agent.name)
+        outbox = self.outbox = Outbox(store, targets.deliver)
+        incidents = self.incidents = IncidentService(
+            store,
+            self._policy,
+            agent_name=self.config.agent.name,
+            on_notices=outbox.wake,
+            in_maintenance=self._in_maintenance,
+        )
+        await incidents.start()
+        await outbox.start()
+        pipeline = self.pipeline = Pipeline(store, incidents)
         await self._restore_state(pipeline, store)
         listeners: list[Listener] = [self._count, self.events, self.metrics, *self._listeners]
         for listener in listeners:
@@ -157,10 +176,12 @@ class Agent:
             if cut:
                 log.warning("cut %d probe runs still in flight at shutdown", cut)
             await self._save_counters(store)
+            await outbox.stop()  # unsent notices stay in the store for the next start
             try:
                 await store.close()
             finally:
                 await ctx.aclose()
+                await targets.aclose()
                 for sig in handled:
                     loop.remove_signal_handler(sig)
             log.info("agent stopped; store flushed")
@@ -170,7 +191,7 @@ class Agent:
         """One scheduled run: probe, then the spine."""
         assert self.ctx is not None and self.pipeline is not None
         result = await run_probe(spec, self.ctx, redactor=self.redactor, scheduled_at=scheduled_at)
-        self.pipeline.handle(result)
+        await self.pipeline.handle(result)
 
     async def run_now(self, name: str) -> ProbeResult | None:
         """Run probe `name` once now through the pipeline (stored, listeners told).
@@ -187,7 +208,7 @@ class Agent:
             if spec is None:
                 return None
             result = await run_probe(spec, self.ctx, redactor=self.redactor)
-        pipeline.handle(result)
+        await pipeline.handle(result)
         return result
 
     async def _restore_state(self, pipeline: Pipeline, store: Store) -> None:
@@ -322,6 +343,10 @@ class Agent:
             prepare_probes(plan.config.probes, self.ctx)
         if self.dispatcher is not None:
             self.dispatcher.set_probes(list(plan.config.probes))
+        if self.incidents is not None:
+            self.incidents.set_policy(self._policy, self._in_maintenance)  # no re-alerting
+        if self.targets is not None:
+            self.targets.update(plan.config.notify)
         self._sync_jobs()
         for line in plan.not_applied:
             log.warning("reload: %s", line)
@@ -352,6 +377,7 @@ class Agent:
             "compaction": (agent.compact_every.total_seconds(), self._compact),
             "probe-counters": (float(COUNTERS_EVERY_S), self._save_counters_job),
             "self-check": (agent.self_check_every.total_seconds(), self._self_check),
+            "incidents": (self.config.incidents.tick_every.total_seconds(), self._incidents_tick),
         }
         if heartbeat:
             wanted["heartbeat"] = (agent.heartbeat_every.total_seconds(), self._beat)
@@ -406,7 +432,29 @@ class Agent:
     async def _self_check(self) -> None:
         """Record an `opsagent-self` result: did the probes run on time since the last one?"""
         if self._self_window is not None and self.pipeline is not None:
-            self.pipeline.handle(self_result(self._self_window.assess()))
+            await self.pipeline.handle(self_result(self._self_window.assess()))
+
+    async def _incidents_tick(self) -> None:
+        if self.incidents is not None:
+            async with asyncio.timeout(JOB_TIMEOUT_S):
+                await self.incidents.tick()
+
+    def _policy(self, probe: str) -> Policy:
+        """How incidents of `probe` behave, from the current config."""
+        spec = self.config.probe(probe)
+        settings = self.config.incidents
+        if spec is None:  # the agent's own self-check, or a probe removed by a reload
+            return policy_for_unknown(settings)
+        return policy_for(spec, settings)
+
+    def _in_maintenance(self, incident: Incident, at: datetime) -> bool:
+        return any(
+            window.active_at(at)
+            and Matcher.parse(window.match).matches(
+                incident.probe, incident.labels, incident.severity
+            )
+            for window in self.config.maintenance
+        )
 
     async def _beat(self) -> None:
         if self._heartbeat is not None:
@@ -485,3 +533,19 @@ class Agent:
 
     def _base_dir(self) -> Path:
         return self.config_path.parent if self.config_path else Path.cwd()
+
+
+def policy_for_unknown(settings: Any) -> Policy:
+    """Policy for results of probes not in the config (the self-check): global defaults."""
+    return Policy(
+        severity="high",
+        failures=settings.failures,
+        successes=settings.successes,
+        flap_window=settings.flap_window,
+        flap_threshold=settings.flap_threshold,
+        notify=tuple(settings.notify),
+        remind_every=settings.remind_every,
+        max_reminders=settings.max_reminders,
+        escalate_after=settings.escalate_after,
+        escalate_to=tuple(settings.escalate_to),
+    )

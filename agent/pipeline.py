@@ -1,7 +1,8 @@
 """The spine: every probe result goes through `Pipeline.handle`, in one direction.
 
-store → status → listeners. Later stages (checks, incidents, notify, remediate) are
-added here as further steps, each returning a value, none calling the next.
+store → status → listeners → incidents (persisted, then the outbox is woken). Later
+stages (remediate) are added here as further steps, each returning a value, none
+calling the next.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.incidents.service import IncidentService
 from agent.results import ProbeResult, Status
 from agent.store import Store
 
@@ -29,8 +31,9 @@ class ProbeState:
 class Pipeline:
     """Stores each result first, then updates state and tells listeners."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, incidents: IncidentService | None = None) -> None:
         self.store = store
+        self.incidents = incidents
         self.states: dict[str, ProbeState] = {}
         self._listeners: list[Listener] = []
 
@@ -38,7 +41,7 @@ class Pipeline:
         """Call `listener(result)` for every result, after it is queued to the store."""
         self._listeners.append(listener)
 
-    def handle(self, result: ProbeResult) -> ProbeState:
+    async def handle(self, result: ProbeResult) -> ProbeState:
         """Run one result through the spine; returns the probe's new state."""
         self.store.append(result)  # first: nothing is told before it is stored
         state = self.observe(result)
@@ -47,6 +50,11 @@ class Pipeline:
                 listener(result)
             except Exception:  # a broken listener must not break the spine
                 log.exception("result listener %r failed", listener)
+        if self.incidents is not None:
+            try:
+                await self.incidents.observe(result)
+            except Exception:  # the store failing must not stop probing; it is logged
+                log.exception("incident handling of %s failed", result.probe)
         return state
 
     def observe(self, result: ProbeResult) -> ProbeState:

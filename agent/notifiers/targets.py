@@ -1,0 +1,33 @@
+"""The configured notifiers by name: how the outbox reaches a notice's target."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from agent.errors import NotifyError
+from agent.notices import Delivery, Notice
+from agent.notifiers import sender_for
+from agent.notifiers.context import NotifierSpec, NotifyContext
+
+
+class Targets:
+    """Delivers a notice to the notifier named by `notice.target`."""
+
+    def __init__(self, specs: Iterable[NotifierSpec], *, agent_name: str) -> None:
+        self._specs = {s.name: s for s in specs}
+        self._ctx = NotifyContext(agent_name=agent_name)
+
+    def update(self, specs: Iterable[NotifierSpec]) -> None:
+        """Use a reloaded config's notifiers; clients stay open."""
+        self._specs = {s.name: s for s in specs}
+
+    async def deliver(self, notice: Notice, previous_ref: Mapping[str, str] | None) -> Delivery:
+        """Send one notice; NotifyError (permanent) when its target is no longer configured."""
+        spec = self._specs.get(notice.target)
+        if spec is None:
+            raise NotifyError(f"notifier {notice.target!r} is not configured", permanent=True)
+        return await sender_for(spec.kind)(spec, notice, self._ctx.for_delivery(previous_ref))
+
+    async def aclose(self) -> None:
+        """Close shared clients."""
+        await self._ctx.aclose()
