@@ -19,6 +19,7 @@ from agent.durations import Duration
 from agent.expectations import Expect
 
 if TYPE_CHECKING:
+    import aiohttp
     import httpx
 
     from agent.connectors import RedisConnector, SqlConnector
@@ -115,6 +116,7 @@ class RunContext:
     sources: dict[str, SourceSpec] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     _http: dict[bool, httpx.AsyncClient] = field(default_factory=dict)
+    _sessions: dict[bool, aiohttp.ClientSession] = field(default_factory=dict)
     # --- data-store connectors (agent/connectors), one per source, opened lazily ---
     connectors: dict[str, Any] = field(default_factory=dict)
 
@@ -135,7 +137,7 @@ class RunContext:
     # --- end of data-store connectors ---
 
     def http(self, *, verify: bool = True) -> httpx.AsyncClient:
-        """A shared HTTP client (aiohttp transport, pooled connections), one per TLS mode."""
+        """A shared httpx client (aiohttp transport, pooled), one per TLS mode; not for probes."""
         client = self._http.get(verify)
         if client is None:
             from agent.http_client import make_client
@@ -143,11 +145,23 @@ class RunContext:
             client = self._http[verify] = make_client(verify=verify)
         return client
 
+    def http_session(self, *, verify: bool = True) -> aiohttp.ClientSession:
+        """The shared aiohttp session of the `http` probes (pooled), one per TLS mode."""
+        session = self._sessions.get(verify)
+        if session is None:
+            from agent.http_client import make_session
+
+            session = self._sessions[verify] = make_session(verify=verify)
+        return session
+
     async def aclose(self) -> None:
         """Close every shared client."""
         for client in self._http.values():
             await client.aclose()
         self._http.clear()
+        sessions, self._sessions = self._sessions, {}
+        for session in sessions.values():
+            await session.close()
         connectors, self.connectors = self.connectors, {}
         for connector in connectors.values():
             await connector.aclose()

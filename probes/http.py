@@ -34,17 +34,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
-import httpx
+import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import Field, field_validator
+from yarl import URL
 
+from agent.http_client import MAX_REDIRECTS
 from agent.probe_spec import ProbeSpec, RunContext
 from agent.results import Observation
 from probes._net import describe_connect_error, root_cause, timed_out
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # httpx refused these too; yarl would take them
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -65,99 +71,96 @@ class HttpSpec(ProbeSpec):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        if bad := _CONTROL.search(value):
+            raise ValueError(
+                f"invalid URL {value!r}: non-printable character {bad[0]!r} at position {bad.start()}"
+            )
         try:
-            url = httpx.URL(value)
-        except httpx.InvalidURL as exc:
+            url = URL(value)
+            host = url.host
+        except (ValueError, TypeError) as exc:
             raise ValueError(f"invalid URL {value!r}: {exc}") from None
-        if url.scheme not in ("http", "https") or not url.host:
+        if url.scheme not in ("http", "https") or not host:
             raise ValueError(f"invalid URL {value!r}: expected http://host/... or https://host/...")
         return value
 
 
 def prepare(spec: HttpSpec, ctx: RunContext) -> None:
-    """Create the shared client before the first run, outside its timeout.
+    """Create the shared session before the first run, outside its timeout.
 
-    Building the client (imports, TLS context) takes ~50-150 ms once; inside the first
-    run it would count against a short timeout and skew the first latency.
+    Building it (the TLS context with its CA bundle) takes ~50-150 ms once; inside the
+    first run it would count against a short timeout and skew the first latency.
     """
-    ctx.http(verify=spec.verify_tls)
+    ctx.http_session(verify=spec.verify_tls)
 
 
 async def run(spec: HttpSpec, ctx: RunContext) -> Observation:
     """Send the request once, read at most `max_body_bytes` of the body, report."""
-    client = ctx.http(verify=spec.verify_tls)
-    seconds = spec.timeout.total_seconds()
-    body = bytearray()
+    session = ctx.http_session(verify=spec.verify_tls)
+    limit = spec.max_body_bytes
+    chunks: list[bytes] = []
+    size = 0
     truncated = False
     started = time.perf_counter()
     try:
-        # asyncio.timeout bounds the whole exchange; the per-request timeout only
-        # bounds each socket operation, so a slow trickle of bytes would escape it.
+        # asyncio.timeout bounds the whole exchange: connect, redirects and a slow
+        # trickle of body bytes alike (the session sets no timeouts of its own).
         async with (
-            asyncio.timeout(seconds),
-            client.stream(
+            asyncio.timeout(spec.timeout.total_seconds()),
+            session.request(
                 spec.method,
                 spec.url,
-                headers=spec.headers,
-                content=spec.body,
-                timeout=seconds,
-                follow_redirects=spec.follow_redirects,
+                headers=spec.headers or None,
+                data=None if spec.body is None else spec.body.encode(),
+                allow_redirects=spec.follow_redirects,
+                max_redirects=MAX_REDIRECTS,
             ) as response,
         ):
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > spec.max_body_bytes:
+            content = response.content
+            while chunk := await content.readany():
+                size += len(chunk)
+                chunks.append(chunk)
+                if size > limit:
                     truncated = True
-                    del body[spec.max_body_bytes :]
                     break
     except TimeoutError:
         return Observation(error=timed_out(spec.timeout))
-    except httpx.HTTPError as exc:
-        return Observation(error=_describe(exc, spec.timeout))
+    except (aiohttp.ClientError, OSError) as exc:
+        return Observation(error=_describe(exc, spec.url, spec.timeout))
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
 
-    values: dict[str, Any] = {
-        "status": response.status_code,
-        "latency_ms": latency_ms,
-        "body_bytes": len(body),
-    }
-    document = None if truncated else _parse_json(bytes(body), response.headers)
-    detail = f"HTTP {response.status_code} in {latency_ms:.0f} ms"
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if truncated:
-        detail += f" (body cut at {spec.max_body_bytes} bytes)"
+        body = body[:limit]
+    status = response.status
+    values: dict[str, Any] = {"status": status, "latency_ms": latency_ms, "body_bytes": len(body)}
+    document = None if truncated else _parse_json(body, response.headers)
+    detail = f"HTTP {status} in {latency_ms:.0f} ms"
+    if truncated:
+        detail += f" (body cut at {limit} bytes)"
     return Observation(values=values, body=document, detail=detail, latency_ms=latency_ms)
 
 
-def _describe(exc: httpx.HTTPError, timeout: timedelta) -> str:
+def _describe(exc: BaseException, url: str, timeout: timedelta) -> str:
     """One line for a failed exchange, from the socket error at the root of the chain."""
-    if isinstance(exc, httpx.TooManyRedirects):
+    if isinstance(exc, aiohttp.TooManyRedirects):
         return "too many redirects"
     cause = root_cause(exc)
-    if isinstance(cause, TimeoutError) or (
-        cause is exc and isinstance(exc, httpx.TimeoutException)
-    ):
+    if isinstance(cause, TimeoutError):
         return timed_out(timeout)
-    host, port = "?", 0
-    if _has_request(exc):  # after redirects the failing URL may differ from spec.url
-        url = exc.request.url
-        host, port = url.host, url.port or (443 if url.scheme == "https" else 80)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        host, port = exc.host, exc.port or 0  # after redirects it may differ from `url`
+    else:
+        target = URL(url)
+        host, port = target.host or "?", target.port or 0
     reason = describe_connect_error(cause, host, port)
     if reason is not None:
         return reason
-    text = str(cause) or type(cause).__name__
-    return f"HTTP read error: {text.splitlines()[0][:200]}"
+    text = cause.message if isinstance(cause, HttpProcessingError) else str(cause)
+    return f"HTTP read error: {' '.join(text.split())[:200] or type(cause).__name__}"
 
 
-def _has_request(exc: httpx.HTTPError) -> bool:
-    # httpx raises RuntimeError from `.request` when the error was not tied to one.
-    try:
-        exc.request  # noqa: B018
-    except RuntimeError:
-        return False
-    return True
-
-
-def _parse_json(body: bytes, headers: httpx.Headers) -> Any:
+def _parse_json(body: bytes, headers: Mapping[str, str]) -> Any:
     """The body as a JSON document when it is one, else None."""
     looks_like_json = body.lstrip()[:1] in (b"{", b"[")
     if "json" not in headers.get("content-type", "") and not looks_like_json:
