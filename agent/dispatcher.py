@@ -6,7 +6,10 @@ thousands of probes. APScheduler still runs the cron-like jobs (retention, compa
 
 Rules, stated once:
 - A probe is due at `start + k * every`, plus a fresh random jitter each run, so the
-  schedule never drifts.
+  schedule never drifts. `start` is spread at random over the first interval (at most
+  `FIRST_RUN_SPREAD_S`), so 5,000 probes every 10s run ~500 a second rather than in
+  one burst per period; a probe with `jitter: 0s` starts at once and stays on its grid.
+  A reload keeps the phase of a changed probe whose `every` did not change.
 - A run that is still in flight when the next one is due is not doubled: the new run
   is skipped and counted as an overlap (the in-flight one is cut by its timeout anyway).
 - If the loop falls a whole interval or more behind (machine suspended, loop blocked),
@@ -26,6 +29,10 @@ from agent.probe_spec import ProbeSpec
 from agent.results import utcnow
 
 log = logging.getLogger(__name__)
+
+# First runs are spread over `min(every, FIRST_RUN_SPREAD_S)`: an interval of an hour
+# should not hide a new probe's first result for up to an hour.
+FIRST_RUN_SPREAD_S = 60.0
 
 Execute = Callable[[ProbeSpec, datetime], Awaitable[None]]
 
@@ -92,16 +99,26 @@ class Dispatcher:
                 continue
             if existing is None:
                 state = self._probes[name] = ProbeSchedule(spec)
+                state.next_base = loop.time() + self.first_offset(spec)
             else:
                 state = existing
                 if state.handle:
                     state.handle.cancel()
+                if spec.every != state.spec.every:
+                    state.next_base = loop.time() + self.first_offset(spec)
+                # else: same interval, keep the phase (no burst, no postponed run)
             state.spec = spec
-            # Spread first runs over the jitter window (at most 1 s extra) so a
-            # thousand probes do not all fire in the same millisecond at start.
-            spread = min(spec.effective_jitter.total_seconds(), spec.every.total_seconds(), 1.0)
-            state.next_base = loop.time() + self._rng.uniform(0, spread)
             self._arm(state, loop)
+
+    def first_offset(self, spec: ProbeSpec) -> float:
+        """Seconds from now to a new probe's first (un-jittered) slot.
+
+        Uniform over `min(every, FIRST_RUN_SPREAD_S)`, so that probes sharing an interval
+        are spread over it rather than firing together every period; 0 with `jitter: 0s`.
+        """
+        if not spec.effective_jitter:
+            return 0.0
+        return self._rng.uniform(0, min(spec.every.total_seconds(), FIRST_RUN_SPREAD_S))
 
     def _arm(self, state: ProbeSchedule, loop: asyncio.AbstractEventLoop) -> None:
         jitter = self._rng.uniform(0, state.spec.effective_jitter.total_seconds())
@@ -127,15 +144,16 @@ class Dispatcher:
         if state.task is not None and not state.task.done():
             state.overlaps += 1
             return
-        scheduled_at = utcnow() - timedelta(seconds=now - due)
-        task = asyncio.create_task(self._run(state, scheduled_at), name=f"probe:{state.spec.name}")
+        task = asyncio.create_task(self._run(state, due, loop), name=f"probe:{state.spec.name}")
         state.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, state: ProbeSchedule, scheduled_at: datetime) -> None:
+    async def _run(self, state: ProbeSchedule, due: float, loop: asyncio.AbstractEventLoop) -> None:
         async with self._slots:
-            lag = (utcnow() - scheduled_at).total_seconds() * 1000
+            late = loop.time() - due  # seconds since the slot, waiting for a free slot included
+            scheduled_at = utcnow() - timedelta(seconds=late)
+            lag = late * 1000
             state.last_lag_ms = lag
             self._lag_window.append(lag)
             if len(self._lag_window) > 10_000:

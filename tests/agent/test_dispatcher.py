@@ -111,3 +111,51 @@ async def test_stop_waits_for_runs_in_flight_then_cuts_the_rest() -> None:
     cut = await d.stop(grace=0.5)
     assert finished == ["quick"]
     assert cut == 1
+
+
+async def _never(_: ProbeSpec, __: datetime) -> None:
+    raise AssertionError("no probe should run in this test")
+
+
+async def test_first_runs_are_spread_over_the_interval() -> None:
+    d = Dispatcher(_never, rng=random.Random(7))
+    specs = [spec(f"p{i}", "10s", timeout="1s", jitter="1s") for i in range(400)]
+    now = asyncio.get_running_loop().time()
+    d.set_probes(specs)
+    firsts = sorted(s.next_base - now for s in d.schedules.values())
+    dues = [s.handle.when() - now for s in d.schedules.values() if s.handle]
+    await d.stop(grace=0)
+    # Not a burst within the first second: the slots cover the whole 10 s, evenly.
+    assert 0 <= firsts[0] < 0.2 and 9.8 < firsts[-1] < 10.1
+    per_second = [sum(1 for f in firsts if k <= f < k + 1) for k in range(10)]
+    assert min(per_second) >= 20, per_second
+    assert all(0 <= due < 11 for due in dues)  # plus at most the 1 s jitter
+
+
+async def test_first_runs_of_long_intervals_come_within_a_minute() -> None:
+    d = Dispatcher(_never, rng=random.Random(3))
+    now = asyncio.get_running_loop().time()
+    d.set_probes([spec(f"p{i}", "1h", timeout="1s", jitter="2s") for i in range(100)])
+    firsts = [s.next_base - now for s in d.schedules.values()]
+    await d.stop(grace=0)
+    assert max(firsts) < 60 and max(firsts) > 50
+
+
+async def test_a_probe_without_jitter_starts_at_once() -> None:
+    d = Dispatcher(_never, rng=random.Random(3))
+    now = asyncio.get_running_loop().time()
+    d.set_probes([spec("exact", "1h", timeout="1s", jitter="0s")])
+    state = d.schedules["exact"]
+    assert state.handle is not None and state.handle.when() - now < 0.05
+    await d.stop(grace=0)
+
+
+async def test_a_reload_keeps_the_phase_unless_the_interval_changes() -> None:
+    d = Dispatcher(_never, rng=random.Random(5))
+    d.set_probes([spec("a", "30s", timeout="1s", jitter="1s"), spec("b", "30s", jitter="1s")])
+    phase_a, phase_b = d.schedules["a"].next_base, d.schedules["b"].next_base
+    d.set_probes([spec("a", "30s", timeout="2s", jitter="1s"), spec("b", "40s", jitter="1s")])
+    assert d.schedules["a"].next_base == phase_a  # changed, same interval: same slot
+    assert d.schedules["b"].next_base != phase_b  # a new interval: a new first slot
+    assert d.schedules["a"].spec.timeout.total_seconds() == 2
+    await d.stop(grace=0)
