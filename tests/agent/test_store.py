@@ -25,7 +25,7 @@ import pytest
 import agent.store
 from agent.errors import StoreError
 from agent.results import ProbeResult, Status, utcnow
-from agent.store import Store
+from agent.store import ProbeCounters, Store
 from agent.store_schema import MIGRATIONS, SCHEMA_VERSION, Migration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -242,7 +242,7 @@ def _open_in_child(path: Path, read_only: bool) -> str:
         f"""
         from pathlib import Path
         from agent.errors import StoreError
-        from agent.store import Store
+        from agent.store import ProbeCounters, Store
         try:
             Store.open(Path({str(path)!r}), read_only={read_only})
         except StoreError as exc:
@@ -525,6 +525,32 @@ async def test_meta_values(store: Store) -> None:
     assert await store.get_meta("agent.started_at") == "2025-01-02T00:00:00Z"
 
 
+async def test_probe_counters_are_replaced_whole(store: Store) -> None:
+    since = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    later = datetime(2026, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2)))  # 03:04:05 UTC
+    first = [
+        ProbeCounters("shop-api", 12, 1, 2, since, later),
+        ProbeCounters("db.main_1", 2**40, 0, 0, since, later),
+        *(ProbeCounters(f"p{i:04d}", i, i % 3, i % 5, since, later) for i in range(2000)),
+    ]
+    await store.save_probe_counters(first)
+    store.append(result())  # results and counters share the connection and its thread
+    saved = {c.probe: c for c in await store.probe_counters()}
+    assert len(saved) == 2002
+    assert saved["shop-api"] == ProbeCounters(
+        "shop-api", 12, 1, 2, since, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    )
+    assert saved["db.main_1"].runs == 2**40
+    assert (saved["p1999"].runs, saved["p1999"].missed, saved["p1999"].overlaps) == (1999, 1, 4)
+
+    await store.save_probe_counters([ProbeCounters("shop-api", 13, 1, 2, since, since)])
+    assert [(c.probe, c.runs) for c in await store.probe_counters()] == [("shop-api", 13)]
+    await store.save_probe_counters([])
+    assert await store.probe_counters() == []
+    await store.flush()
+    assert await store.count_results() == 1
+
+
 # -- retention -----------------------------------------------------------------------------
 
 
@@ -611,7 +637,7 @@ _FULL_DISK = """
 import asyncio, json, os, resource, signal, sys, time
 from pathlib import Path
 from agent.results import ProbeResult, Status, utcnow
-from agent.store import Store
+from agent.store import ProbeCounters, Store
 
 async def main(path: Path) -> None:
     store = Store.open(path)
