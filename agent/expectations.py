@@ -26,6 +26,7 @@ mismatch or a division by zero never raises: the expectation fails with a reason
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import re
@@ -514,13 +515,18 @@ def parse_expectation(text: str) -> Expectation:
     return Expectation(text)
 
 
+# Configs repeat the same few expectations over thousands of probes; an Expectation is
+# immutable, so one parse serves them all.
+_parse_cached = functools.lru_cache(maxsize=4096)(parse_expectation)
+
+
 def _coerce(value: Any) -> Expectation:
     if isinstance(value, Expectation):
         return value
     if not isinstance(value, str):
         raise ValueError("an expectation must be a string such as 'status == 200'")
     try:
-        return parse_expectation(value)
+        return _parse_cached(value)
     except ExpectationSyntaxError as error:
         # pydantic reports ValueError with the field's location (and the config loader the YAML line).
         raise ValueError(str(error)) from None

@@ -108,3 +108,29 @@ def test_schema_command_prints_json_schema() -> None:
     assert schema["title"] == "opsagent agent.yaml"
     assert {"agent", "sources", "probes"} <= set(schema["properties"])
     assert schema["additionalProperties"] is False
+
+
+def test_many_probes_share_their_parsed_expectations(tmp_path: Path) -> None:
+    probes = "".join(
+        f"  - {{name: p{i}, kind: tcp, port: {i + 1}, expect: [connected == true, 'latency_ms < {i % 2 + 1}00']}}\n"
+        for i in range(4)
+    )
+    config = parse_config("probes:\n" + probes, base_dir=tmp_path, env={})
+    firsts = {id(p.expect[0]) for p in config.probes}
+    assert len(firsts) == 1  # one parse of `connected == true` serves every probe
+    assert [str(p.expect[1].source) for p in config.probes] == [
+        "latency_ms < 100",
+        "latency_ms < 200",
+    ] * 2
+    assert config.probes[0].expect[1].check({"latency_ms": 150}) is not None
+
+
+def test_yaml_mistakes_are_worded_by_the_pure_python_parser(tmp_path: Path) -> None:
+    # libyaml parses valid files; an invalid one is parsed again for PyYAML's own words.
+    with pytest.raises(ConfigError) as caught:
+        parse_config("probes:\n  - name: a\n   kind: tcp\n", "a.yaml", base_dir=tmp_path, env={})
+    (problem,) = caught.value.problems
+    assert str(problem) == (
+        "a.yaml:3: invalid YAML: expected <block end>, but found '<block mapping start>' "
+        "(check the indentation)"
+    )
