@@ -213,7 +213,7 @@ async def run(spec: ReconcileSpec, ctx: RunContext) -> Observation:
     except (ReconcileError, ProbeError) as exc:
         return Observation(error=str(exc))
 
-    state["previous"] = Previous(outcome.left_rows, differed=bool(outcome.differences))
+    state["previous"] = Previous(outcome.rows, differed=bool(outcome.differences))
     graced = apply_grace(outcome.differences, state.get("streaks", {}), spec.grace)
     state["streaks"] = graced.streaks
     counts = {kind: 0 for kind in ("mismatch", "missing_left", "missing_right")}

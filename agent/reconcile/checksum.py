@@ -36,7 +36,8 @@ class Located:
     left: list[tuple[Any, ...]] = field(default_factory=list)
     right: list[tuple[Any, ...]] = field(default_factory=list)
     levels: int = 0
-    left_rows: int = 0  # every row of the left side, counted by the first level
+    left_rows: int = 0  # every row of each side, counted by the first level
+    right_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ async def locate(left: Side, right: Side, scheme: Scheme, plan: _Plan, max_rows:
         on_right: dict[int, Check] = results[1]
         if found.levels == 1:
             found.left_rows = sum(check.count for check in on_left.values())
+            found.right_rows = sum(check.count for check in on_right.values())
         differing = {
             c for c in on_left.keys() | on_right.keys() if on_left.get(c) != on_right.get(c)
         }

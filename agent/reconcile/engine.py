@@ -35,7 +35,7 @@ Path = Literal["full", "checksum"]
 
 @dataclass(frozen=True)
 class Previous:
-    """What the last run saw: its left row count and whether anything differed."""
+    """What the last run saw: rows on the larger side, and whether anything differed."""
 
     rows: int
     differed: bool
@@ -65,7 +65,7 @@ class Outcome:
 
     differences: list[Difference]
     checked: int  # distinct keys compared (on either side)
-    left_rows: int  # rows on the left side, for the next run's `Previous`
+    rows: int  # rows on the larger side, for the next run's `Previous`
     path: Path
     rows_transferred: int
     queries: int
@@ -116,7 +116,8 @@ async def reconcile(left: Side, right: Side, plan: Plan) -> Outcome:
     )
     only_right = sum(1 for d in diffs if d.kind == "missing_left")
     checked = found.left_rows + only_right
-    return _outcome(diffs, checked, found.left_rows, "checksum", left, right, found.levels)
+    rows = max(found.left_rows, found.right_rows)
+    return _outcome(diffs, checked, rows, "checksum", left, right, found.levels)
 
 
 async def _full(left: Side, right: Side, plan: Plan, why_not: str | None) -> Outcome:
@@ -140,7 +141,7 @@ async def _full(left: Side, right: Side, plan: Plan, why_not: str | None) -> Out
     by_right = keyed(rows_right, width, right.label)
     checked = len(by_left.keys() | by_right.keys())
     diffs = differences(by_left, by_right, plan.tolerances)
-    return _outcome(diffs, checked, len(by_left), "full", left, right)
+    return _outcome(diffs, checked, max(len(by_left), len(by_right)), "full", left, right)
 
 
 def _scheme(
@@ -160,7 +161,7 @@ def _scheme(
 def _outcome(
     diffs: list[Difference],
     checked: int,
-    left_rows: int,
+    rows: int,
     path: Path,
     left: Side,
     right: Side,
@@ -169,7 +170,7 @@ def _outcome(
     return Outcome(
         differences=diffs,
         checked=checked,
-        left_rows=left_rows,
+        rows=rows,
         path=path,
         rows_transferred=left.rows_transferred + right.rows_transferred,
         queries=left.queries + right.queries,
