@@ -1,0 +1,104 @@
+"""The write path: one transaction, touched-row limit with rollback, dry runs, no pooling."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.connectors import SourceError
+from agent.connectors.writes import (
+    Statement,
+    TooManyRows,
+    execute_in_transaction,
+    quote_identifier,
+    write_transaction,
+)
+from tests.databases import SqlTarget, make_sql_target
+
+DIALECTS = ["postgres", "mysql", "sqlite"]
+
+
+@pytest.fixture(params=DIALECTS)
+async def target(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
+    t = await make_sql_target(request.param, tmp_path)
+    await t.seed_payments()
+    try:
+        yield t
+    finally:
+        await t.cleanup()
+
+
+async def statuses(target: SqlTarget) -> str:
+    return str(
+        await target.scalar(
+            "SELECT "
+            + (
+                "string_agg(status, ',' ORDER BY id)"
+                if target.dialect == "postgres"
+                else "group_concat(status, ',')"
+                if target.dialect == "sqlite"
+                else "group_concat(status ORDER BY id SEPARATOR ',')"
+            )
+            + " FROM payments"
+        )
+    )
+
+
+async def test_commits_and_counts(target: SqlTarget) -> None:
+    counts = await execute_in_transaction(
+        "t",
+        target.source,
+        [
+            Statement("UPDATE payments SET status = :s WHERE status = 'pending'", {"s": "queued"}),
+            Statement("UPDATE payments SET status = 'x' WHERE id = ?", [5]),
+        ],
+        max_rows=10,
+    )
+    assert counts == [3, 1]
+    assert await statuses(target) == "queued,queued,paid,queued,x"
+
+
+async def test_over_max_rows_rolls_everything_back(target: SqlTarget) -> None:
+    before = await statuses(target)
+    with pytest.raises(TooManyRows, match="would touch 4 rows, more than max_rows 3"):
+        await execute_in_transaction(
+            "t",
+            target.source,
+            [
+                Statement("UPDATE payments SET status = 'a' WHERE id = 5"),
+                Statement("UPDATE payments SET status = 'b' WHERE status = 'pending'"),
+            ],
+            max_rows=3,
+        )
+    assert await statuses(target) == before
+
+
+async def test_dry_run_counts_without_changing(target: SqlTarget) -> None:
+    before = await statuses(target)
+    async with write_transaction("t", target.source, max_rows=10, commit=False) as tx:
+        assert await tx.execute("UPDATE payments SET status = 'z' WHERE amount < 50") == 4
+        rows = await tx.fetch("SELECT count(*) FROM payments WHERE status = 'z'")
+        assert rows.rows[0][0] == 4
+    assert await statuses(target) == before
+
+
+async def test_errors_roll_back_and_are_one_line(target: SqlTarget) -> None:
+    before = await statuses(target)
+    with pytest.raises(SourceError):
+        async with write_transaction("t", target.source, max_rows=10) as tx:
+            await tx.execute("UPDATE payments SET status = 'q' WHERE id = 1")
+            await tx.execute("UPDATE no_such_table SET x = 1")
+    assert await statuses(target) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "dialect", "quoted"),
+    [("inventory", "postgres", '"inventory"'), ("shop.stock", "mysql", "`shop`.`stock`")],
+)
+def test_identifiers_are_quoted(name: str, dialect: str, quoted: str) -> None:
+    assert quote_identifier(name, dialect) == quoted  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["", "a;drop", 'x"y', "1abc", "a..b"])
+def test_bad_identifiers_are_refused(name: str) -> None:
+    with pytest.raises(SourceError, match="invalid identifier"):
+        quote_identifier(name, "postgres")
