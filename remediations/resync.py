@@ -1,0 +1,133 @@
+"""Copy the source-of-truth side's values to the other side, for exactly the drifted keys.
+
+For an incident of a `reconcile` probe: each `mismatch` evidence row names a key and
+both sides' values; the side named by `truth` is right. The plan reads the other side's
+current row for each drifted key (the before-values) and records the change to the
+truth's values (the after-values); keys that agree again by now are left out. The run
+applies every change in one transaction, re-checking each row's before-value under a
+row lock, so a row changed since the plan is never overwritten; more than `max_rows`
+rows is refused and rolled back. The before-values make the run undoable.
+
+The reconcile query may be an expression (`on_hand - reserved AS available`), so the
+table to write and its column names are given here. Keys missing on one side are
+reported as skipped (inserting or deleting rows is not a resync).
+
+```yaml
+remediations:
+  - name: resync-stock
+    kind: resync
+    # The table on the side that is not the truth (the side the reconcile probe's
+    # `truth` does not name); the probe's query on that side reads it.
+    table: inventory
+    # Compared column (as the reconcile probe names it) -> column of `table`; a column
+    # not listed has the same name in the table.
+    columns: {available: available}
+    # Key column -> column of `table`, when they differ.
+    key_columns: {sku: sku}
+    # The source to write; default: the probe's non-truth side's source.
+    source: null
+    mode: auto
+    max_rows: 500
+    cooldown: 10m
+    max_attempts: 3 per 1h
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from agent.connectors import SourceError, SqlDialect
+from agent.errors import RemediationRefused
+from agent.probe_spec import RunContext
+from probes.reconcile import ReconcileSpec
+from remediations._base import ActionResult, Change, Plan, RemediationSpec, Target
+from remediations._rows import apply_changes, exact, same, select_sql
+
+
+class ResyncSpec(RemediationSpec):
+    """Repair drift found by a reconcile probe from its source of truth."""
+
+    kind: Literal["resync"]
+    table: str = Field(description="The table to write on the non-truth side.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Compared column -> table column, when they differ."
+    )
+    key_columns: dict[str, str] = Field(
+        default_factory=dict, description="Key column -> table column, when they differ."
+    )
+    source: str | None = Field(
+        default=None, description="The source to write; default: the non-truth side's source."
+    )
+
+
+async def plan(spec: ResyncSpec, target: Target, ctx: RunContext) -> Plan:
+    """The changes: for each drifted key, the row's current values and the truth's."""
+    probe = target.probe
+    if not isinstance(probe, ReconcileSpec):
+        raise RemediationRefused(f"{spec.name}: resync repairs reconcile incidents only")
+    other = probe.right if probe.truth == "left" else probe.left
+    if other.hash is not None and spec.source is None:
+        raise RemediationRefused(f"{spec.name}: resync of a Redis hash is not supported yet")
+    source = spec.source or other.source
+    connector = ctx.connector(source)
+    if connector.dialect == "redis":
+        raise RemediationRefused(f"{spec.name}: source {source!r} is not a SQL source")
+    dialect: SqlDialect = connector.dialect
+    changes: list[Change] = []
+    skipped: list[str] = []
+    drifted = [row for row in target.evidence if row.get("kind") == "mismatch"]
+    for row in target.evidence:
+        if row.get("kind") != "mismatch":
+            skipped.append(
+                f"{row.get('key')}: {row.get('kind')} (resync changes existing rows only)"
+            )
+    for row in drifted:
+        if len(changes) > spec.max_rows:
+            break  # enough to be refused; the rest is not read
+        truth_values: dict[str, Any] = row[probe.truth] or {}
+        key = {spec.key_columns.get(k, k): v for k, v in (row["key"] or {}).items()}
+        wanted = {spec.columns.get(c, c): truth_values.get(c) for c in probe.compare}
+        try:
+            sql, params = select_sql(spec.table, key, list(wanted), dialect)
+            found = await connector.fetch(
+                sql, params, max_rows=2, timeout=spec.timeout.total_seconds()
+            )
+        except SourceError as exc:
+            raise RemediationRefused(f"{spec.name}: cannot read {spec.table}: {exc}") from None
+        if len(found.rows) != 1:
+            skipped.append(f"{row['key']}: {len(found.rows)} rows in {spec.table}, expected 1")
+            continue
+        current = dict(zip(found.columns, found.rows[0], strict=True))
+        before = {c: exact(current[c]) for c in wanted}
+        if all(same(before[c], wanted[c]) for c in wanted):
+            skipped.append(f"{row['key']}: agrees again")
+            continue
+        changes.append(Change(source, spec.table, key, before, wanted))
+    summary = (
+        f"copy {probe.truth} values to {spec.table} on {source} for {len(changes)} drifted keys"
+    )
+    return Plan(
+        remediation=spec.name,
+        kind="resync",
+        target=target.key,
+        summary=summary,
+        changes=changes,
+        detail={"drifted": len(drifted), "source": source, "table": spec.table},
+        skipped=skipped,
+    )
+
+
+async def run(spec: ResyncSpec, plan: Plan, ctx: RunContext) -> ActionResult:
+    """Apply the planned changes in one transaction (all or nothing)."""
+    if not plan.changes:
+        return ActionResult(True, "nothing to change")
+    source = str(plan.detail["source"])
+    return await apply_changes(
+        source, plan.changes, ctx, max_rows=spec.max_rows, timeout=spec.timeout.total_seconds()
+    )
+
+
+SPEC = ResyncSpec
