@@ -52,7 +52,9 @@ async def run_probe(
             status = Status.FAIL
         detail = redactor.redact(observation.error)
     else:
-        failed = [reason for e in spec.expect if (reason := e.check(namespace(observation)))]
+        if spec.expect:
+            names = namespace(observation)
+            failed = [reason for e in spec.expect if (reason := e.check(names))]
         if failed:
             status = Status.FAIL
         detail = redactor.redact(observation.detail)

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 from yarl import URL
 
 from agent.http_client import MAX_REDIRECTS
@@ -67,6 +67,15 @@ class HttpSpec(ProbeSpec):
     max_body_bytes: int = Field(
         default=1_000_000, ge=0, description="At most this many body bytes are read."
     )
+    # Parsed once here rather than by aiohttp on every run.
+    _url: URL = PrivateAttr()
+    _body: bytes | None = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Prepare what every run sends: the parsed URL and the encoded body."""
+        super().model_post_init(context)
+        self._url = URL(self.url)
+        self._body = None if self.body is None else self.body.encode()
 
     @field_validator("url")
     @classmethod
@@ -109,9 +118,9 @@ async def run(spec: HttpSpec, ctx: RunContext) -> Observation:
             asyncio.timeout(spec.timeout.total_seconds()),
             session.request(
                 spec.method,
-                spec.url,
+                spec._url,
                 headers=spec.headers or None,
-                data=None if spec.body is None else spec.body.encode(),
+                data=spec._body,
                 allow_redirects=spec.follow_redirects,
                 max_redirects=MAX_REDIRECTS,
             ) as response,
