@@ -17,6 +17,12 @@ read-only with no worker thread: `store.reader` answers synchronously.
 Hardening: the connection runs with `enable_external_access = false`, so SQL over the
 store (including `opsagent query`) cannot read or write other files; the only directory
 it may touch is the private one used by `compact()`.
+
+Footprint: the agent's connection runs with `threads = 1` and `memory_limit = 64MB`
+(DuckDB's defaults are one thread per core and 80 % of RAM for its buffer pool, which
+over weeks of results would grow the agent to gigabytes of cache). Queries larger than
+that spill to `<file>.tmp`. Opening DuckDB itself costs ~23 MB of RSS whatever the
+settings (mostly its code pages).
 """
 
 from __future__ import annotations
@@ -93,6 +99,10 @@ _ROW_ERRORS: tuple[type[Exception], ...] = (
     duckdb.IntegrityError,
     duckdb.InvalidInputException,
 )
+
+# DuckDB settings of the agent's read-write connection (see `_open_connection`).
+AGENT_THREADS = 1
+AGENT_MEMORY_LIMIT = "64MB"
 
 # Retry delays for a failing write (disk full, I/O error): doubling, capped.
 _RETRY_FIRST_S = 0.1
@@ -862,6 +872,14 @@ class Store:
             # TIMESTAMP columns hold UTC: make casts and now() in SQL over the store
             # (reports) agree with them, whatever the host's time zone.
             con.execute("SET TimeZone = 'UTC'")
+            if not self.read_only:
+                # The agent: one thread, so that a big query through the API cannot take
+                # the cores the event loop needs; a bounded buffer pool (queries past it
+                # spill to `<file>.tmp`), so the cache cannot grow to DuckDB's default of
+                # 80 % of RAM over weeks of results. The CLI's read-only opens keep the
+                # defaults: a one-off query may use the machine.
+                con.execute(f"SET threads = {AGENT_THREADS}")
+                con.execute(f"SET memory_limit = '{AGENT_MEMORY_LIMIT}'")
             if self.read_only:
                 self._check_schema(con)
             else:

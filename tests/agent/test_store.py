@@ -525,6 +525,19 @@ async def test_meta_values(store: Store) -> None:
     assert await store.get_meta("agent.started_at") == "2025-01-02T00:00:00Z"
 
 
+async def test_the_agent_s_connection_is_small(store: Store, db_path: Path) -> None:
+    def settings(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+        sql = "SELECT current_setting('threads'), current_setting('memory_limit')"
+        return con.execute(sql).fetchall()
+
+    assert await store.run(settings) == [(1, "61.0 MiB")]  # 64 MB, shown in MiB
+    await store.close()
+    with Store.open(db_path, read_only=True) as reader:  # the CLI keeps DuckDB's defaults
+        threads, _ = reader.run_read_only(settings)[0]
+    default = duckdb.connect(":memory:").execute("SELECT current_setting('threads')").fetchall()
+    assert threads == default[0][0]
+
+
 async def test_probe_counters_are_replaced_whole(store: Store) -> None:
     since = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
     later = datetime(2026, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2)))  # 03:04:05 UTC
