@@ -167,10 +167,49 @@ CREATE TABLE notifications (
 );
 """
 
+# Remediation runs (one row per request: planned, refused, shadow, awaiting approval,
+# run, verified, undone, interrupted) and every step of each as an audit row. SQL in
+# `agent/store_remediations.py`. No primary keys, as for incidents: rows are updated.
+_REMEDIATIONS = """
+CREATE SEQUENCE remediation_runs_id_seq START 1;
+CREATE TABLE remediation_runs (
+    id BIGINT NOT NULL DEFAULT nextval('remediation_runs_id_seq'),
+    remediation VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    target VARCHAR NOT NULL,            -- the lock and breaker key (probe, or probe/entity)
+    incident_id BIGINT,
+    actor VARCHAR NOT NULL,             -- who asked: auto, cli:alice, slack:U123, ...
+    state VARCHAR NOT NULL,             -- refused|shadow|awaiting_approval|rejected|running|succeeded|failed|ineffective|interrupted
+    reason VARCHAR NOT NULL,            -- the guard's or the result's one line
+    guard VARCHAR,                      -- the guard that decided, when refused
+    plan JSON NOT NULL,                 -- secrets masked
+    result JSON,                        -- ActionResult, secrets masked
+    verified BOOLEAN,                   -- NULL until the incident's probe ran again
+    undo_of BIGINT,                     -- the run this one undoes
+    undone_by BIGINT,
+    created_at TIMESTAMP NOT NULL,      -- UTC
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP
+);
+
+CREATE SEQUENCE remediation_steps_id_seq START 1;
+CREATE TABLE remediation_steps (
+    id BIGINT NOT NULL DEFAULT nextval('remediation_steps_id_seq'),
+    run_id BIGINT NOT NULL,
+    remediation VARCHAR NOT NULL,
+    target VARCHAR NOT NULL,
+    happened_at TIMESTAMP NOT NULL,     -- UTC
+    step VARCHAR NOT NULL,              -- planned|refused|shadow|awaiting_approval|approved|rejected|executed|verified|ineffective|breaker_opened|breaker_reset|undone|interrupted
+    actor VARCHAR NOT NULL,
+    detail VARCHAR NOT NULL             -- secrets masked
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("results and meta", _RESULTS_AND_META),
     Migration("probe counters", _PROBE_COUNTERS),
     Migration("incidents, events, silences, notification outbox", _INCIDENTS),
+    Migration("remediation runs and steps", _REMEDIATIONS),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,7 +22,7 @@ from remediations import command, http, python, restart, resync, sql
 from remediations._base import ActionResult, Plan, RemediationSpec, Target
 
 KINDS: tuple[ModuleType, ...] = (command, http, python, restart, resync, sql)
-NOT_KINDS = frozenset({"guard", "undo"})
+NOT_KINDS = frozenset({"flow", "guard", "undo"})
 
 Planner = Callable[[RemediationSpec, Target, RunContext], Awaitable[Plan]]
 Runner = Callable[[RemediationSpec, Plan, RunContext], Awaitable[ActionResult]]

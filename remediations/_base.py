@@ -9,7 +9,7 @@ that makes the change the plan describes, and `SPEC = <Kind>Spec`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -123,6 +123,17 @@ class Plan:
     detail: dict[str, Any] = field(default_factory=dict)  # command line, request, statements
     skipped: list[str] = field(default_factory=list)  # evidence left alone, and why
     targets: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON-able data (for the store)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        """A plan read back from the store."""
+        fields = dict(data)
+        fields["changes"] = [Change(**c) for c in fields.get("changes", [])]
+        return cls(**fields)
 
     @property
     def rows(self) -> int:
