@@ -159,3 +159,18 @@ async def test_a_reload_keeps_the_phase_unless_the_interval_changes() -> None:
     assert d.schedules["b"].next_base != phase_b  # a new interval: a new first slot
     assert d.schedules["a"].spec.timeout.total_seconds() == 2
     await d.stop(grace=0)
+
+
+async def test_probes_due_at_the_same_moment_all_run_once() -> None:
+    seen: list[str] = []
+
+    async def execute(s: ProbeSpec, __: datetime) -> None:
+        seen.append(s.name)
+
+    d = Dispatcher(execute)
+    d.set_probes([spec(f"p{i}", "1h", timeout="1s", jitter="0s") for i in range(50)])
+    await asyncio.sleep(0.1)
+    assert sorted(seen) == sorted(f"p{i}" for i in range(50))
+    d.set_probes([spec("p0", "1h", timeout="1s", jitter="0s")])  # the other 49 go
+    assert set(d.schedules) == {"p0"}
+    assert await d.stop(grace=1) == 0
