@@ -391,6 +391,14 @@ def cross_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             )
         elif isinstance(source, str) and isinstance(sources, dict):
             problems.extend(_source_kind_problem(i, probe.get("kind"), source, sources[source]))
+        for side in ("left", "right"):  # a reconcile probe reads two sources
+            spec = probe.get(side)
+            ref = spec.get("source") if isinstance(spec, dict) else None
+            if isinstance(ref, str) and isinstance(sources, dict) and ref not in sources:
+                known = ", ".join(sorted(sources)) or "none defined"
+                problems.append(
+                    (("probes", i, side, "source"), f"unknown source {ref!r} (sources: {known})")
+                )
     return problems
 
 
