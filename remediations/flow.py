@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 
 from agent import store_remediations as sql
 from agent.errors import RemediationRefused
-from agent.probe_spec import RunContext
+from agent.incidents.models import Incident
+from agent.probe_spec import ProbeSpec, RunContext
 from agent.redaction import Redactor
 from agent.store import Store
 from remediations import planner_for, runner_for, undo
@@ -34,6 +35,12 @@ _STATE = {
     "await_approval": "awaiting_approval",
     "refused": "refused",
 }
+
+
+def target_for(incident: Incident, probe: ProbeSpec | None) -> Target:
+    """The target of an incident: its probe (and entity), evidence and probe spec."""
+    key = incident.probe if incident.entity is None else f"{incident.probe}/{incident.entity}"
+    return Target(key, incident.id, list(incident.evidence), probe)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ remediations:
   - name: resync-stock
     kind: resync
     # The table on the side that is not the truth (the side the reconcile probe's
-    # `truth` does not name); the probe's query on that side reads it.
+    # `truth` does not name). Default: the table of that side's query when the query
+    # is a plain `SELECT columns FROM table`; needed when it is anything more.
     table: inventory
     # Compared column (as the reconcile probe names it) -> column of `table`; a column
     # not listed has the same name in the table.
@@ -35,6 +36,7 @@ remediations:
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field
@@ -51,7 +53,11 @@ class ResyncSpec(RemediationSpec):
     """Repair drift found by a reconcile probe from its source of truth."""
 
     kind: Literal["resync"]
-    table: str = Field(description="The table to write on the non-truth side.")
+    table: str | None = Field(
+        default=None,
+        description="The table to write on the non-truth side; default: the table of that "
+        "side's query when it is a plain `SELECT columns FROM table`.",
+    )
     columns: dict[str, str] = Field(
         default_factory=dict, description="Compared column -> table column, when they differ."
     )
@@ -61,6 +67,19 @@ class ResyncSpec(RemediationSpec):
     source: str | None = Field(
         default=None, description="The source to write; default: the non-truth side's source."
     )
+
+
+_PLAIN = re.compile(
+    r"^\s*SELECT\s+[A-Za-z_][A-Za-z0-9_]*(\s*,\s*[A-Za-z_][A-Za-z0-9_]*)*\s+"
+    r"FROM\s+(?P<table>[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?)\s*;?\s*$",
+    re.I,
+)
+
+
+def plain_table(query: str) -> str | None:
+    """The table of `SELECT a, b FROM t` (plain columns, no clauses); None otherwise."""
+    match = _PLAIN.match(query)
+    return match["table"] if match else None
 
 
 async def plan(spec: ResyncSpec, target: Target, ctx: RunContext) -> Plan:
@@ -76,6 +95,12 @@ async def plan(spec: ResyncSpec, target: Target, ctx: RunContext) -> Plan:
     if connector.dialect == "redis":
         raise RemediationRefused(f"{spec.name}: source {source!r} is not a SQL source")
     dialect: SqlDialect = connector.dialect
+    table = spec.table or plain_table(other.query or "")
+    if table is None:
+        raise RemediationRefused(
+            f"{spec.name}: the {'right' if probe.truth == 'left' else 'left'} query is not a plain "
+            "`SELECT columns FROM table`: set `table` (and `columns`)"
+        )
     changes: list[Change] = []
     skipped: list[str] = []
     drifted = [row for row in target.evidence if row.get("kind") == "mismatch"]
@@ -91,31 +116,29 @@ async def plan(spec: ResyncSpec, target: Target, ctx: RunContext) -> Plan:
         key = {spec.key_columns.get(k, k): v for k, v in (row["key"] or {}).items()}
         wanted = {spec.columns.get(c, c): truth_values.get(c) for c in probe.compare}
         try:
-            sql, params = select_sql(spec.table, key, list(wanted), dialect)
+            sql, params = select_sql(table, key, list(wanted), dialect)
             found = await connector.fetch(
                 sql, params, max_rows=2, timeout=spec.timeout.total_seconds()
             )
         except SourceError as exc:
-            raise RemediationRefused(f"{spec.name}: cannot read {spec.table}: {exc}") from None
+            raise RemediationRefused(f"{spec.name}: cannot read {table}: {exc}") from None
         if len(found.rows) != 1:
-            skipped.append(f"{row['key']}: {len(found.rows)} rows in {spec.table}, expected 1")
+            skipped.append(f"{row['key']}: {len(found.rows)} rows in {table}, expected 1")
             continue
         current = dict(zip(found.columns, found.rows[0], strict=True))
         before = {c: exact(current[c]) for c in wanted}
         if all(same(before[c], wanted[c]) for c in wanted):
             skipped.append(f"{row['key']}: agrees again")
             continue
-        changes.append(Change(source, spec.table, key, before, wanted))
-    summary = (
-        f"copy {probe.truth} values to {spec.table} on {source} for {len(changes)} drifted keys"
-    )
+        changes.append(Change(source, table, key, before, wanted))
+    summary = f"copy {probe.truth} values to {table} on {source} for {len(changes)} drifted keys"
     return Plan(
         remediation=spec.name,
         kind="resync",
         target=target.key,
         summary=summary,
         changes=changes,
-        detail={"drifted": len(drifted), "source": source, "table": spec.table},
+        detail={"drifted": len(drifted), "source": source, "table": table},
         skipped=skipped,
     )
 

@@ -83,3 +83,21 @@ def test_docstring_example_validates_and_shows_every_field(module: ModuleType) -
 def test_the_default_mode_is_approval() -> None:
     spec = RemediationSpec.model_validate({"name": "x", "kind": "sql"})
     assert spec.mode == "approval"
+
+
+def test_the_design_examples_validate_through_a_discriminated_union() -> None:
+    from typing import Annotated, Union
+
+    from pydantic import Field, TypeAdapter
+
+    any_spec: Any = Annotated[Union[spec_types()], Field(discriminator="kind")]  # noqa: UP007
+    union: TypeAdapter[RemediationSpec] = TypeAdapter(any_spec)
+    examples = yaml.safe_load(
+        """
+        - {name: resync-stock, kind: resync, mode: auto, max_rows: 500, cooldown: 10m, max_attempts: 3 per 1h}
+        - {name: requeue-payments, kind: http, method: POST, url: "http://127.0.0.1:8080/admin/payments/requeue", mode: approval}
+        - {name: restart-shop-api, kind: restart, systemd_unit: shop-api.service, mode: auto, max_attempts: 3 per 30m}
+        """
+    )
+    kinds = [union.validate_python(e).kind for e in examples]
+    assert kinds == ["resync", "http", "restart"]

@@ -73,3 +73,25 @@ async def test_resync_needs_a_reconcile_incident(shop: Shop) -> None:
     target = await shop.target()
     with pytest.raises(RemediationRefused, match="reconcile incidents only"):
         await resync.plan(spec(), type(target)("x", evidence=target.evidence), shop.ctx)
+
+
+@pytest.mark.parametrize(
+    ("query", "table"),
+    [
+        ("SELECT sku, available FROM inventory", "inventory"),
+        ("select sku,available from shop.inventory;", "shop.inventory"),
+        ("SELECT sku, on_hand - reserved AS available FROM stock", None),
+        ("SELECT sku, available FROM inventory WHERE active", None),
+    ],
+)
+def test_the_table_is_inferred_only_from_a_plain_query(query: str, table: str | None) -> None:
+    assert resync.plain_table(query) == table
+
+
+async def test_the_design_example_without_table_works(shop: Shop) -> None:
+    design = ResyncSpec.model_validate(
+        {"name": "resync-stock", "kind": "resync", "mode": "auto", "max_rows": 500,
+         "cooldown": "10m", "max_attempts": "3 per 1h"}
+    )  # fmt: skip
+    plan = await resync.plan(design, await shop.target(), shop.ctx)
+    assert plan.detail["table"] == "inventory" and len(plan.changes) == 3
