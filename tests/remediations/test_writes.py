@@ -102,3 +102,43 @@ def test_identifiers_are_quoted(name: str, dialect: str, quoted: str) -> None:
 def test_bad_identifiers_are_refused(name: str) -> None:
     with pytest.raises(SourceError, match="invalid identifier"):
         quote_identifier(name, "postgres")
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "mysql"])
+async def test_the_read_path_stays_read_only_after_a_write(dialect: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from agent.connectors import open_connector
+
+    db = await make_sql_target(dialect, tmp_path)
+    try:
+        await db.seed_payments()
+        reader = open_connector("t", db.source)
+        try:
+            await reader.fetch("SELECT 1")  # type: ignore[union-attr]
+            await execute_in_transaction(
+                "t",
+                db.source,
+                [Statement("UPDATE payments SET status = 'w' WHERE id = 1")],
+                max_rows=1,
+            )
+            with pytest.raises(SourceError, match="read-only"):
+                await reader.fetch("UPDATE payments SET status = 'r' WHERE id = 2")  # type: ignore[union-attr]
+        finally:
+            await reader.aclose()
+        assert await db.scalar("SELECT status FROM payments WHERE id = 2") == "pending"
+        assert await db.scalar("SELECT status FROM payments WHERE id = 1") == "w"
+    finally:
+        await db.cleanup()
+
+
+async def test_a_failed_login_never_shows_the_password(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # MariaDB: the test PostgreSQL trusts loopback logins, so it accepts any password.
+    db = await make_sql_target("mysql", tmp_path)
+    try:
+        user = await db.user_with_password("right-pass-4821")
+        source = db.with_login(user, "wrong-pass-9917")
+        with pytest.raises(SourceError) as failed:
+            await execute_in_transaction("t", source, [Statement("SELECT 1")], max_rows=1)
+        assert "wrong-pass-9917" not in str(failed.value)
+        assert "Access denied" in str(failed.value)
+    finally:
+        await db.cleanup()
