@@ -67,7 +67,11 @@ async def apply_changes(
 ) -> ActionResult:
     """Apply `changes` in one transaction on `source`; all or nothing."""
     spec = ctx.sources[source]
-    dialect: SqlDialect = spec.kind  # type: ignore[assignment]
+    if spec.kind == "redis":
+        from remediations._hash import apply_hash_changes
+
+        return await apply_hash_changes(source, changes, ctx, max_rows=max_rows, timeout=timeout)
+    dialect: SqlDialect = spec.kind
     lock = "" if dialect == "sqlite" else " FOR UPDATE"
     try:
         async with write_transaction(

@@ -6,7 +6,9 @@ current row for each drifted key (the before-values) and records the change to t
 truth's values (the after-values); keys that agree again by now are left out. The run
 applies every change in one transaction, re-checking each row's before-value under a
 row lock, so a row changed since the plan is never overwritten; more than `max_rows`
-rows is refused and rolled back. The before-values make the run undoable.
+rows is refused and rolled back. The before-values make the run undoable. When the
+other side is a Redis hash (`hash:`), the fields of the drifted keys are set in one
+Lua script that first checks every before-value (atomic, all or nothing).
 
 The reconcile query may be an expression (`on_hand - reserved AS available`), so the
 table to write and its column names are given here. Keys missing on one side are
@@ -41,11 +43,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agent.connectors import SourceError, SqlDialect
+from agent.connectors import RedisConnector, SourceError, SqlDialect
 from agent.errors import RemediationRefused
 from agent.probe_spec import RunContext
 from probes.reconcile import ReconcileSpec
 from remediations._base import ActionResult, Change, Plan, RemediationSpec, Target
+from remediations._hash import as_text, read_field
 from remediations._rows import apply_changes, exact, same, select_sql
 
 
@@ -88,12 +91,14 @@ async def plan(spec: ResyncSpec, target: Target, ctx: RunContext) -> Plan:
     if not isinstance(probe, ReconcileSpec):
         raise RemediationRefused(f"{spec.name}: resync repairs reconcile incidents only")
     other = probe.right if probe.truth == "left" else probe.left
-    if other.hash is not None and spec.source is None:
-        raise RemediationRefused(f"{spec.name}: resync of a Redis hash is not supported yet")
     source = spec.source or other.source
     connector = ctx.connector(source)
     if connector.dialect == "redis":
-        raise RemediationRefused(f"{spec.name}: source {source!r} is not a SQL source")
+        if other.hash is None:
+            raise RemediationRefused(
+                f"{spec.name}: source {source!r} is Redis but the side is not a hash"
+            )
+        return await _plan_hash(spec, target, probe, source, connector, other.hash)
     dialect: SqlDialect = connector.dialect
     table = spec.table or plain_table(other.query or "")
     if table is None:
@@ -139,6 +144,53 @@ async def plan(spec: ResyncSpec, target: Target, ctx: RunContext) -> Plan:
         summary=summary,
         changes=changes,
         detail={"drifted": len(drifted), "source": source, "table": table},
+        skipped=skipped,
+    )
+
+
+async def _plan_hash(
+    spec: ResyncSpec,
+    target: Target,
+    probe: ReconcileSpec,
+    source: str,
+    connector: RedisConnector,
+    hash_key: str,
+) -> Plan:
+    """The changes to a Redis hash: field = the key, value = the truth's compared value."""
+    changes: list[Change] = []
+    skipped: list[str] = []
+    drifted = [row for row in target.evidence if row.get("kind") == "mismatch"]
+    skipped += [
+        f"{r.get('key')}: {r.get('kind')} (resync changes existing rows only)"
+        for r in target.evidence
+        if r.get("kind") != "mismatch"
+    ]
+    (key_column,) = probe.key
+    (column,) = probe.compare
+    for row in drifted:
+        if len(changes) > spec.max_rows:
+            break
+        field = as_text(row["key"][key_column])
+        wanted = as_text((row[probe.truth] or {}).get(column))
+        try:
+            before = await read_field(connector, hash_key, field, spec.timeout.total_seconds())
+        except SourceError as exc:
+            raise RemediationRefused(f"{spec.name}: cannot read {hash_key}: {exc}") from None
+        if before is None:
+            skipped.append(f"{field}: not in {hash_key}")
+        elif same(before, wanted):
+            skipped.append(f"{field}: agrees again")
+        else:
+            changes.append(
+                Change(source, hash_key, {"field": field}, {"value": before}, {"value": wanted})
+            )
+    return Plan(
+        remediation=spec.name,
+        kind="resync",
+        target=target.key,
+        summary=f"copy {probe.truth} values to hash {hash_key} on {source} for {len(changes)} drifted keys",
+        changes=changes,
+        detail={"drifted": len(drifted), "source": source, "hash": hash_key},
         skipped=skipped,
     )
 
