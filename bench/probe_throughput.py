@@ -943,8 +943,18 @@ def interpretation(
         lines.append(
             f"- The same 500 runs/s with the default jitter (1s for every 10s) vs `jitter: 9s`: "
             f"lag p99 {burst.lag_p99_ms:,.0f} vs {smooth.lag_p99_ms:,.0f} ms. The first runs "
-            "are spread over at most 1 s (`Dispatcher.set_probes`), so with the default jitter "
-            "all probes of one period fire within ~2 s and queue behind each other."
+            "are spread over `min(every, 60s)` (`Dispatcher.first_offset`), so either way the "
+            "probes of one period are spread over the whole period."
+        )
+    loads: dict[int, list[float]] = {}
+    for r in runs.values():
+        if r.probes >= 1000:
+            loads.setdefault(r.probes, []).append(r.config_load_s)
+    if loads:
+        lines.append(
+            "- `parse_config` of the scenario's agent.yaml (slowest of the runs): "
+            + ", ".join(f"{n:,} probes {max(t):.2f} s" for n, t in sorted(loads.items()))
+            + "."
         )
     slow_stop = [r for r in runs.values() if r.shutdown_s > 3]
     if slow_stop:
