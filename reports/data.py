@@ -229,53 +229,68 @@ def _slo_for(probe: str, targets: Mapping[str, float]) -> float | None:
     return None
 
 
-def _window_params(windows: Sequence[Window]) -> list[Any]:
-    return [
-        [_naive(w.start) for w in windows],
-        [_naive(w.end) for w in windows],
-        [w.match for w in windows],
+def _exclusions(
+    con: duckdb.DuckDBPyConnection, period: Period, windows: Sequence[Window]
+) -> tuple[str, list[Any]]:
+    """A SQL condition over `ts` and `probe` true for excluded results, and its parameters.
+
+    The intervals (configured windows, incidents marked maintenance) are few, so they are
+    spelled out as one OR of range tests: a vectorised filter, where a correlated
+    subquery per result made the whole report ~6x slower.
+    """
+    start, end = _naive(period.start), _naive(period.end)
+    intervals: list[tuple[datetime, datetime, str, bool]] = [
+        (_naive(w.start), _naive(w.end), w.match, True)
+        for w in windows
+        if _naive(w.end) > start and _naive(w.start) < end
     ]
+    for probe, s, e in con.execute(
+        "SELECT probe, pending_since, coalesce(resolved_at, ?::TIMESTAMP) FROM incidents "
+        "WHERE maintenance AND pending_since < ? AND coalesce(resolved_at, ?::TIMESTAMP) > ? "
+        "ORDER BY pending_since, id",
+        [end, end, end, start],
+    ).fetchall():
+        intervals.append((s, e, probe, False))
+    if not intervals:
+        return "false", []
+    parts: list[str] = []
+    params: list[Any] = []
+    for s, e, probe, glob in intervals:
+        parts.append(f"(ts >= ? AND ts < ? AND probe {'GLOB' if glob else '='} ?)")
+        params += [s, e, probe]
+    return "(" + " OR ".join(parts) + ")", params
 
 
 # Each result of the period with its bucket and whether it is excluded (maintenance).
 _COUNTED = """
-WITH w AS (
-    SELECT unnest(?::TIMESTAMP[]) AS s, unnest(?::TIMESTAMP[]) AS e, unnest(?::VARCHAR[]) AS pattern
-),
-m AS (
-    SELECT probe, pending_since AS s, coalesce(resolved_at, ?::TIMESTAMP) AS e
-    FROM incidents WHERE maintenance
-),
-r AS (
-    SELECT probe, status, latency_ms, ts,
-           least(floor(epoch(ts - ?::TIMESTAMP) / ?)::INTEGER, ? - 1) AS bucket
+WITH c AS (
+    SELECT probe, status, latency_ms,
+           least(floor(epoch(ts - ?::TIMESTAMP) / ?)::INTEGER, ? - 1) AS bucket,
+           {excluded} AS excluded
     FROM results WHERE ts >= ? AND ts < ?
-)
-, c AS (
-SELECT r.*,
-       EXISTS (SELECT 1 FROM w WHERE r.ts >= w.s AND r.ts < w.e AND r.probe GLOB w.pattern)
-       OR EXISTS (SELECT 1 FROM m WHERE m.probe = r.probe AND r.ts >= m.s AND r.ts < m.e)
-       AS excluded
-FROM r
 )
 """
 
 
-def _counted_params(period: Period, windows: Sequence[Window]) -> list[Any]:
+def _counted(
+    con: duckdb.DuckDBPyConnection, period: Period, windows: Sequence[Window]
+) -> tuple[str, list[Any]]:
     start, end = _naive(period.start), _naive(period.end)
     bucket_s = period.length.total_seconds() / BUCKETS
-    return [*_window_params(windows), end, start, bucket_s, BUCKETS, start, end]
+    condition, params = _exclusions(con, period, windows)
+    sql = _COUNTED.replace("{excluded}", condition)
+    return sql, [start, bucket_s, BUCKETS, *params, start, end]
 
 
 _PER_PROBE = """
-SELECT probe,
-       count(*) FILTER (WHERE NOT excluded) AS total,
-       count(*) FILTER (WHERE NOT excluded AND status = 'ok') AS ok,
-       count(*) FILTER (WHERE excluded) AS excluded,
-       quantile_cont(latency_ms, 0.5) FILTER (WHERE NOT excluded) AS p50,
-       quantile_cont(latency_ms, 0.95) FILTER (WHERE NOT excluded) AS p95,
-       quantile_cont(latency_ms, 0.99) FILTER (WHERE NOT excluded) AS p99
-FROM c GROUP BY probe ORDER BY probe
+SELECT probe, total, ok, excluded, q[1], q[2], q[3] FROM (
+    SELECT probe,
+           count(*) FILTER (WHERE NOT excluded) AS total,
+           count(*) FILTER (WHERE NOT excluded AND status = 'ok') AS ok,
+           count(*) FILTER (WHERE excluded) AS excluded,
+           quantile_cont(latency_ms, [0.5, 0.95, 0.99]) FILTER (WHERE NOT excluded) AS q
+    FROM c GROUP BY probe
+) ORDER BY probe
 """
 
 _PER_BUCKET = """
@@ -290,10 +305,10 @@ FROM c GROUP BY probe, bucket
 def _per_probe(
     con: duckdb.DuckDBPyConnection, period: Period, windows: Sequence[Window], *, buckets: bool
 ) -> tuple[dict[str, tuple[Any, ...]], dict[tuple[str, int], tuple[Any, ...]]]:
-    params = _counted_params(period, windows)
-    rows = {row[0]: row for row in con.execute(_COUNTED + _PER_PROBE, params).fetchall()}
+    counted, params = _counted(con, period, windows)
+    rows = {row[0]: row for row in con.execute(counted + _PER_PROBE, params).fetchall()}
     per_bucket = (
-        {(row[0], row[1]): row for row in con.execute(_COUNTED + _PER_BUCKET, params).fetchall()}
+        {(row[0], row[1]): row for row in con.execute(counted + _PER_BUCKET, params).fetchall()}
         if buckets
         else {}
     )

@@ -1,0 +1,117 @@
+"""How long a report takes over a big store: 1,000 probes every 30 s for 30 days (86M results).
+
+Run with `.venv/bin/python bench/report.py` (`--probes`, `--days`, `--every` to scale
+down; `--keep PATH` to reuse a generated store). It fills a fresh store with synthetic
+results straight in SQL (1 % failing, latencies 5-500 ms, 5 % of probes `sql` with a
+`stuck` value), a few incidents, then times `reports.data.collect` for the whole period
+on the agent's own connection (threads = 1, memory_limit = 64MB) without the replay
+(which reads every result into Python and is only meant for short periods), and prints
+the time of each section.
+
+Target: < 5 s for the full size. The plan when direct SQL is too slow is pre-aggregation:
+an hourly rollup table per probe (total, ok, latency histogram with fixed log buckets,
+max of each integrity value) filled by the writer or a scheduled job, so a 30-day report
+reads 1,000 x 720 rows instead of 86M; maintenance exclusion then works at rollup
+granularity (windows aligned to the hour, partial hours read from `results`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from agent.store import Store
+from reports import data as report_data
+from reports.data import Period, ReportRequest
+
+_FILL = """
+INSERT INTO results (ts, probe, kind, status, duration_ms, latency_ms, "values", detail)
+SELECT ?::TIMESTAMP + to_seconds(t * ?) AS ts,
+       'probe-' || p AS probe,
+       CASE WHEN p % 20 = 0 THEN 'sql' ELSE 'http' END AS kind,
+       CASE WHEN hash(p, t) % 100 = 0 THEN 'fail' ELSE 'ok' END AS status,
+       1.0,
+       5 + (hash(t, p) % 495)::DOUBLE AS latency_ms,
+       CASE WHEN p % 20 = 0 THEN '{"stuck": ' || (hash(p, t) % 100 = 0)::INTEGER || '}'
+            ELSE '{}' END::JSON,
+       ''
+FROM range(?, ?) AS ts_range(t), range(?) AS probes(p)
+"""
+
+
+def fill(
+    con: duckdb.DuckDBPyConnection, start: datetime, probes: int, runs: int, every: int
+) -> None:
+    con.execute("SET threads = 8")
+    con.execute("SET memory_limit = '4GB'")
+    step = 2000
+    for first in range(0, runs, step):
+        con.execute(
+            _FILL, [start.replace(tzinfo=None), every, first, min(first + step, runs), probes]
+        )
+    con.execute("CHECKPOINT")
+    con.execute("SET threads = 1")
+    con.execute("SET memory_limit = '64MB'")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--probes", type=int, default=1000)
+    parser.add_argument("--days", type=float, default=30)
+    parser.add_argument("--every", type=int, default=30, help="seconds between runs")
+    parser.add_argument("--keep", type=Path, help="store file to create or reuse")
+    args = parser.parse_args()
+
+    end = datetime(2026, 11, 1, tzinfo=UTC)
+    start = end - timedelta(days=args.days)
+    runs = int(args.days * 86400 / args.every)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.keep or Path(tmp) / "bench.duckdb"
+        existed = path.exists()
+        store = Store.open(path)
+        try:
+            if not existed:
+                began = time.perf_counter()
+                await store.run(
+                    lambda con: fill(con, start, args.probes, runs, args.every), write=True
+                )
+                print(
+                    f"filled {args.probes * runs:,} results in {time.perf_counter() - began:.1f} s"
+                )
+            request = ReportRequest(period=Period(start=start, end=end), slo={"*": 99.5})
+            timings: dict[str, float] = {}
+
+            def timed(name: str, fn: object) -> None:
+                began = time.perf_counter()
+                assert callable(fn)
+                fn()
+                timings[name] = time.perf_counter() - began
+
+            def sections(con: duckdb.DuckDBPyConnection) -> None:
+                timed(
+                    "availability + latency (both periods)",
+                    lambda: report_data.availability(con, request),
+                )
+                timed("incidents", lambda: report_data.incidents(con, request))
+                timed("integrity", lambda: report_data.integrity(con, request))
+                timed("noise (no replay)", lambda: report_data.noise(con, request, None))
+                timed("healing", lambda: report_data.healing(con, request))
+
+            began = time.perf_counter()
+            await store.run(sections)
+            total = time.perf_counter() - began
+        finally:
+            await store.close()
+    for name, seconds in timings.items():
+        print(f"{name:<40} {seconds:8.2f} s")
+    print(f"{'total':<40} {total:8.2f} s  ({args.probes * runs:,} results)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
