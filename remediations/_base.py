@@ -138,7 +138,7 @@ class Plan:
     @property
     def rows(self) -> int:
         """Rows this plan changes (the blast radius the guard checks)."""
-        return len(self.changes) or int(self.detail.get("rows", 0))
+        return max(len(self.changes), int(self.detail.get("rows", 0)))
 
 
 @dataclass(frozen=True)

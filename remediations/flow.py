@@ -121,7 +121,11 @@ class Remediator:
             raise RemediationRefused(
                 f"run {run_id} cannot be undone (not a succeeded run, or undone)"
             )
-        reverse = undo.reverse(Plan.from_json(row.plan), run_id=run_id)
+        done = Plan.from_json(row.plan)
+        applied = (row.result or {}).get("changes") or []
+        if applied:  # what the run actually changed (sql captures it while running)
+            done = Plan.from_json({**row.plan, "changes": applied})
+        reverse = undo.reverse(done, run_id=run_id)
         decision = self.guard.check(
             Request(spec, reverse, actor, self.clock(), undo=True),
             await self._history(spec, row.target),

@@ -17,6 +17,9 @@ remediations:
     statement: "UPDATE payments SET status = 'queued' WHERE id = :id AND status = 'pending'"
     # true: once per evidence row; false: once, without parameters.
     per_row: true
+    # Optional, with per_row: record each row's values before and after (so the run
+    # can be undone): the table, its key columns -> evidence fields, and the columns.
+    capture: {table: payments, key: {id: id}, columns: [status]}
     mode: approval
     max_rows: 50
 ```
@@ -26,12 +29,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from agent.connectors import SourceError
-from agent.connectors.writes import Statement, TooManyRows, execute_in_transaction
-from agent.probe_spec import RunContext
-from remediations._base import ActionResult, Plan, RemediationSpec, Target
+from agent.connectors import SourceError, SqlDialect
+from agent.connectors.writes import Statement, TooManyRows, write_transaction
+from agent.probe_spec import RunContext, StrictModel
+from remediations._base import ActionResult, Change, Plan, RemediationSpec, Target
+from remediations._rows import exact, select_sql
+
+
+class CaptureSpec(StrictModel):
+    """The rows a per-row statement changes, to record their before- and after-values."""
+
+    table: str = Field(description="The table the statement changes.")
+    key: dict[str, str] = Field(min_length=1, description="Table key column -> evidence field.")
+    columns: list[str] = Field(min_length=1, description="The columns whose values to record.")
 
 
 class SqlSpec(RemediationSpec):
@@ -43,6 +55,17 @@ class SqlSpec(RemediationSpec):
         min_length=1, description="One SQL statement; :name binds evidence fields."
     )
     per_row: bool = Field(default=False, description="Run once per evidence row of the incident.")
+    capture: CaptureSpec | None = Field(
+        default=None, description="Record before/after values of the changed rows (undoable)."
+    )
+
+    @model_validator(mode="after")
+    def _capture_needs_rows(self) -> SqlSpec:
+        if self.capture is not None and not self.per_row:
+            raise ValueError(
+                "`capture` needs `per_row: true` (the key comes from each evidence row)"
+            )
+        return self
 
 
 def flatten(row: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +87,46 @@ def statements(spec: SqlSpec, target: Target) -> list[Statement]:
     return [Statement(spec.statement, flatten(row)) for row in target.evidence]
 
 
+async def _apply(
+    spec: SqlSpec, todo: list[Statement], ctx: RunContext, *, commit: bool
+) -> tuple[list[int], list[Change]]:
+    """Run the statements in one transaction; the touched counts and captured changes."""
+    counts: list[int] = []
+    changes: list[Change] = []
+    source = ctx.sources[spec.source]
+    dialect: SqlDialect = source.kind  # type: ignore[assignment]
+    capture = spec.capture
+    async with write_transaction(
+        spec.source,
+        source,
+        max_rows=spec.max_rows,
+        timeout=spec.timeout.total_seconds(),
+        commit=commit,
+        base_dir=ctx.base_dir,
+    ) as tx:
+        for statement in todo:
+            if capture is None:
+                counts.append(await tx.execute(statement.sql, statement.params))
+                continue
+            params = dict(statement.params or {})
+            key = {column: params.get(field) for column, field in capture.key.items()}
+            read, read_params = select_sql(capture.table, key, capture.columns, dialect)
+            before = await tx.fetch(read, read_params, max_rows=2)
+            counts.append(await tx.execute(statement.sql, statement.params))
+            after = await tx.fetch(read, read_params, max_rows=2)
+            if len(before.rows) == 1 and len(after.rows) == 1 and before.rows != after.rows:
+                changes.append(
+                    Change(
+                        spec.source,
+                        capture.table,
+                        key,
+                        {c: exact(v) for c, v in zip(before.columns, before.rows[0], strict=True)},
+                        {c: exact(v) for c, v in zip(after.columns, after.rows[0], strict=True)},
+                    )
+                )
+    return counts, changes
+
+
 async def plan(spec: SqlSpec, target: Target, ctx: RunContext) -> Plan:
     """Run the statements in a rolled-back transaction and count the rows they touch."""
     todo = statements(spec, target)
@@ -72,16 +135,9 @@ async def plan(spec: SqlSpec, target: Target, ctx: RunContext) -> Plan:
         "statement": spec.statement,
         "params": [s.params for s in todo if s.params is not None],
     }
+    changes: list[Change] = []
     try:
-        counts = await execute_in_transaction(
-            spec.source,
-            ctx.sources[spec.source],
-            todo,
-            max_rows=spec.max_rows,
-            timeout=spec.timeout.total_seconds(),
-            commit=False,
-            base_dir=ctx.base_dir,
-        )
+        counts, changes = await _apply(spec, todo, ctx, commit=False)
         detail["rows"] = sum(counts)
         summary = f"{len(todo)} statements on {spec.source} would touch {sum(counts)} rows"
     except TooManyRows as exc:
@@ -91,7 +147,7 @@ async def plan(spec: SqlSpec, target: Target, ctx: RunContext) -> Plan:
         detail["rows"] = 0
         detail["error"] = str(exc)
         summary = f"the dry run failed: {exc}"
-    return Plan(spec.name, "sql", target.key, summary, detail=detail)
+    return Plan(spec.name, "sql", target.key, summary, changes=changes, detail=detail)
 
 
 async def run(spec: SqlSpec, plan: Plan, ctx: RunContext) -> ActionResult:
@@ -103,17 +159,10 @@ async def run(spec: SqlSpec, plan: Plan, ctx: RunContext) -> ActionResult:
         else [Statement(spec.statement)]
     )
     try:
-        counts = await execute_in_transaction(
-            spec.source,
-            ctx.sources[spec.source],
-            todo,
-            max_rows=spec.max_rows,
-            timeout=spec.timeout.total_seconds(),
-            base_dir=ctx.base_dir,
-        )
+        counts, changes = await _apply(spec, todo, ctx, commit=True)
     except SourceError as exc:
         return ActionResult(False, str(exc), error=str(exc))
-    return ActionResult(True, f"{len(todo)} statements touched {sum(counts)} rows")
+    return ActionResult(True, f"{len(todo)} statements touched {sum(counts)} rows", changes=changes)
 
 
 SPEC = SqlSpec

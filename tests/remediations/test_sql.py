@@ -71,3 +71,34 @@ async def test_over_max_rows_is_refused_and_rolled_back(db: SqlTarget, tmp_path:
 def test_reconcile_evidence_flattens_to_parameters() -> None:
     row = {"key": {"sku": "a"}, "left": {"n": 1}, "right": None, "kind": "missing_right"}
     assert sql.flatten(row) == {"key_sku": "a", "left_n": 1, "right": None, "kind": "missing_right"}
+
+
+async def test_captured_rows_make_a_sql_run_undoable(db: SqlTarget, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from agent.redaction import Redactor
+    from agent.store import Store
+    from remediations.flow import Remediator
+    from remediations.guard import Guard
+
+    ctx = RunContext(base_dir=tmp_path, sources={"shop": db.source})
+    captured = spec(
+        mode="auto", capture={"table": "payments", "key": {"id": "id"}, "columns": ["status"]}
+    )
+    plan = await sql.plan(captured, STUCK, ctx)
+    assert [(c.key, c.before, c.after) for c in plan.changes] == [
+        ({"id": i}, {"status": "pending"}, {"status": "queued"}) for i in (1, 2, 4)
+    ]
+    assert await queued(db) == 0  # the plan's transaction was rolled back
+    store = Store.open(tmp_path / "s.duckdb")
+    await store.start()
+    try:
+        remediator = Remediator(store, Guard(), ctx, Redactor(), lambda: datetime.now(UTC))
+        done = await remediator.request(captured, STUCK, actor="auto")
+        assert done.state == "succeeded" and await queued(db) == 3
+        undone = await remediator.undo(captured, done.run_id, actor="cli:alice")
+        assert undone.state == "succeeded", undone.result
+        assert await queued(db) == 0
+        assert int(await db.scalar("SELECT count(*) FROM payments WHERE status = 'pending'")) == 3
+    finally:
+        await store.close()
