@@ -195,6 +195,7 @@ class ReportData(_Model):
     availability: float | None
     previous_availability: float | None
     excluded: int
+    latency_exact: bool = True  # False: percentiles from approx_quantile (big periods)
     windows: tuple[Window, ...]
     incidents: IncidentFigures
     integrity: tuple[IntegrityValue, ...]
@@ -288,7 +289,7 @@ SELECT probe, total, ok, excluded, q[1], q[2], q[3] FROM (
            count(*) FILTER (WHERE NOT excluded) AS total,
            count(*) FILTER (WHERE NOT excluded AND status = 'ok') AS ok,
            count(*) FILTER (WHERE excluded) AS excluded,
-           quantile_cont(latency_ms, [0.5, 0.95, 0.99]) FILTER (WHERE NOT excluded) AS q
+           {quantile}(latency_ms, [0.5, 0.95, 0.99]) FILTER (WHERE NOT excluded) AS q
     FROM c GROUP BY probe
 ) ORDER BY probe
 """
@@ -297,18 +298,44 @@ _PER_BUCKET = """
 SELECT probe, bucket,
        count(*) FILTER (WHERE NOT excluded) AS total,
        count(*) FILTER (WHERE NOT excluded AND status = 'ok') AS ok,
-       quantile_cont(latency_ms, 0.5) FILTER (WHERE NOT excluded) AS p50
+       {quantile}(latency_ms, 0.5) FILTER (WHERE NOT excluded) AS p50
 FROM c GROUP BY probe, bucket
 """
 
 
+# Above this many results in a period, latency percentiles use `approx_quantile`
+# (a t-digest of constant size): `quantile_cont` keeps every value of a group in memory
+# and cannot spill, so over millions of results it exceeds the agent's 64 MB limit.
+EXACT_QUANTILE_ROWS = 2_000_000
+
+
+def _exact_quantiles(con: duckdb.DuckDBPyConnection, period: Period) -> bool:
+    rows = con.execute(
+        "SELECT count(*) FROM results WHERE ts >= ? AND ts < ?",
+        [_naive(period.start), _naive(period.end)],
+    ).fetchall()
+    return int(rows[0][0]) <= EXACT_QUANTILE_ROWS
+
+
 def _per_probe(
-    con: duckdb.DuckDBPyConnection, period: Period, windows: Sequence[Window], *, buckets: bool
+    con: duckdb.DuckDBPyConnection,
+    period: Period,
+    windows: Sequence[Window],
+    *,
+    buckets: bool,
+    exact: bool = True,
 ) -> tuple[dict[str, tuple[Any, ...]], dict[tuple[str, int], tuple[Any, ...]]]:
     counted, params = _counted(con, period, windows)
-    rows = {row[0]: row for row in con.execute(counted + _PER_PROBE, params).fetchall()}
+    quantile = "quantile_cont" if exact else "approx_quantile"
+    per_probe = _PER_PROBE.replace("{quantile}", quantile)
+    rows = {row[0]: row for row in con.execute(counted + per_probe, params).fetchall()}
     per_bucket = (
-        {(row[0], row[1]): row for row in con.execute(counted + _PER_BUCKET, params).fetchall()}
+        {
+            (row[0], row[1]): row
+            for row in con.execute(
+                counted + _PER_BUCKET.replace("{quantile}", quantile), params
+            ).fetchall()
+        }
         if buckets
         else {}
     )
@@ -323,12 +350,25 @@ def _stat(row: Sequence[Any]) -> Stat:
 # -- sections ---------------------------------------------------------------------------
 
 
-def availability(
-    con: duckdb.DuckDBPyConnection, request: ReportRequest
-) -> tuple[tuple[ProbeFigures, ...], tuple[GroupFigures, ...], int]:
-    """Per probe and per group, with the previous period's figure; and the excluded count."""
-    current, buckets = _per_probe(con, request.period, request.windows, buckets=True)
-    previous, _ = _per_probe(con, request.period.previous(), request.windows, buckets=False)
+class Availability(_Model):
+    """The availability section's figures."""
+
+    probes: tuple[ProbeFigures, ...]
+    groups: tuple[GroupFigures, ...]
+    excluded: int
+    overall: float | None
+    previous_overall: float | None
+    latency_exact: bool
+
+
+def availability(con: duckdb.DuckDBPyConnection, request: ReportRequest) -> Availability:
+    """Per probe, per group and overall, with the previous period's figures."""
+    exact = _exact_quantiles(con, request.period)
+    current, buckets = _per_probe(con, request.period, request.windows, buckets=True, exact=exact)
+    # The previous period's percentiles are not shown: approximate ones are cheaper.
+    previous, _ = _per_probe(
+        con, request.period.previous(), request.windows, buckets=False, exact=False
+    )
     probes: list[ProbeFigures] = []
     for name in sorted(set(current) | set(previous)):
         _, total, ok, excluded, p50, p95, p99 = current.get(name, (name, 0, 0, 0, None, None, None))
@@ -383,8 +423,16 @@ def availability(
         )
         for name, (n, total, ok, prev_total, prev_ok) in sorted(groups.items())
     )
-    excluded = sum(p.excluded for p in probes)
-    return tuple(probes), group_figures, excluded
+    return Availability(
+        probes=tuple(probes),
+        groups=group_figures,
+        excluded=sum(p.excluded for p in probes),
+        overall=_percent(sum(p.ok for p in probes), sum(p.total for p in probes)),
+        previous_overall=_percent(
+            sum(r[2] for r in previous.values()), sum(r[1] for r in previous.values())
+        ),
+        latency_exact=exact,
+    )
 
 
 _EVENT_TIMES = """
@@ -650,29 +698,23 @@ def collect(
     policy_for: Callable[[str], Policy] | None = None,
 ) -> ReportData:
     """Every figure of the report for `request.period` and the period before it."""
-    probes, groups, excluded = availability(con, request)
-    total = sum(p.total for p in probes)
-    ok = sum(p.ok for p in probes)
+    figures = availability(con, request)
     return ReportData(
         generated_at=now,
         period=request.period,
         previous=request.period.previous(),
-        probes=probes,
-        groups=groups,
-        availability=_percent(ok, total),
-        previous_availability=_previous_overall(con, request),
-        excluded=excluded,
+        probes=figures.probes,
+        groups=figures.groups,
+        availability=figures.overall,
+        previous_availability=figures.previous_overall,
+        excluded=figures.excluded,
+        latency_exact=figures.latency_exact,
         windows=request.windows,
         incidents=incidents(con, request),
         integrity=integrity(con, request),
         noise=noise(con, request, policy_for),
         healing=healing(con, request),
     )
-
-
-def _previous_overall(con: duckdb.DuckDBPyConnection, request: ReportRequest) -> float | None:
-    rows, _ = _per_probe(con, request.period.previous(), request.windows, buckets=False)
-    return _percent(sum(r[2] for r in rows.values()), sum(r[1] for r in rows.values()))
 
 
 def windows_from(maintenance: Sequence[MaintenanceWindow], period: Period) -> tuple[Window, ...]:

@@ -170,3 +170,19 @@ def test_windows_from_cron_maintenance() -> None:
         (31, 3, 5, "api"),
         (1, 3, 5, "api"),
     ]
+
+
+async def test_big_periods_use_approximate_percentiles(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reports.data
+
+    monkeypatch.setattr(reports.data, "EXACT_QUANTILE_ROWS", 10)
+    data = await _collect(store)
+    assert not data.latency_exact
+    api = data.probes[0]
+    assert api.p50_ms == pytest.approx(125.0, abs=15)
+    assert (api.total, api.ok) == (22, 21)  # counts stay exact
+    from reports.render import render_text
+
+    assert "approximate" in render_text(data)
