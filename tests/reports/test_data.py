@@ -185,4 +185,4 @@ async def test_big_periods_use_approximate_percentiles(
     assert (api.total, api.ok) == (22, 21)  # counts stay exact
     from reports.render import render_text
 
-    assert "approximate" in render_text(data)
+    assert "estimated from a sample" in render_text(data)
