@@ -515,45 +515,44 @@ def incidents(con: duckdb.DuckDBPyConnection, request: ReportRequest) -> Inciden
     )
 
 
+_INTEGRITY = f"""
+WITH v AS (
+    SELECT probe, ts, TRY_CAST(json_extract("values", ?) AS DOUBLE) AS x,
+           least(floor(epoch(ts - ?::TIMESTAMP) / ?)::INTEGER, ? - 1) AS bucket
+    FROM results
+    WHERE ts >= ? AND ts < ? AND kind IN ({", ".join(f"'{k}'" for k in INTEGRITY_KINDS)})
+)
+SELECT probe, bucket, count(*), count(*) FILTER (WHERE x > 0), arg_max(x, ts), max(x)
+FROM v WHERE x IS NOT NULL GROUP BY probe, bucket ORDER BY probe, bucket
+"""
+
+
 def integrity(con: duckdb.DuckDBPyConnection, request: ReportRequest) -> tuple[IntegrityValue, ...]:
-    """The named values of sql and reconcile results: latest, peak, runs that found some."""
+    """The named values of sql and reconcile results: latest, peak, runs that found some.
+
+    One scan per value name, grouped by probe and bucket; the totals are summed here.
+    """
     period = request.period
     start, end = _naive(period.start), _naive(period.end)
     bucket_s = period.length.total_seconds() / BUCKETS
     out: list[IntegrityValue] = []
     for name in request.integrity_values:
-        path = "$." + name
         rows = con.execute(
-            """
-            WITH v AS (
-                SELECT probe, ts, TRY_CAST(json_extract("values", ?) AS DOUBLE) AS x
-                FROM results
-                WHERE ts >= ? AND ts < ? AND kind IN (SELECT unnest(?::VARCHAR[]))
-            )
-            SELECT probe, count(*), count(*) FILTER (WHERE x > 0), arg_max(x, ts), max(x)
-            FROM v WHERE x IS NOT NULL GROUP BY probe ORDER BY probe
-            """,
-            [path, start, end, list(INTEGRITY_KINDS)],
+            _INTEGRITY, ["$." + name, start, bucket_s, BUCKETS, start, end]
         ).fetchall()
-        for probe, runs, found, latest, peak in rows:
-            series = dict(
-                con.execute(
-                    """
-                    SELECT least(floor(epoch(ts - ?::TIMESTAMP) / ?)::INTEGER, ? - 1) AS bucket,
-                           max(TRY_CAST(json_extract("values", ?) AS DOUBLE))
-                    FROM results WHERE probe = ? AND ts >= ? AND ts < ? GROUP BY bucket
-                    """,
-                    [start, bucket_s, BUCKETS, path, probe, start, end],
-                ).fetchall()
-            )
+        per_probe: dict[str, list[tuple[Any, ...]]] = {}
+        for row in rows:
+            per_probe.setdefault(row[0], []).append(row)
+        for probe, buckets in per_probe.items():
+            series = {bucket: peak for _, bucket, _, _, _, peak in buckets}
             out.append(
                 IntegrityValue(
                     probe=probe,
                     name=name,
-                    runs=runs,
-                    runs_found=found,
-                    latest=latest,
-                    peak=peak,
+                    runs=sum(b[2] for b in buckets),
+                    runs_found=sum(b[3] for b in buckets),
+                    latest=buckets[-1][4],  # ordered by bucket: the last one holds the latest
+                    peak=max(b[5] for b in buckets),
                     series=tuple(series.get(i) for i in range(BUCKETS)),
                 )
             )
