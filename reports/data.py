@@ -85,6 +85,9 @@ class ReportRequest(_Model):
     integrity_values: tuple[str, ...] = DEFAULT_INTEGRITY_VALUES
     longest: int = 5
     minutes_saved_per_fix: float = 15.0
+    # The replay feeds every result of the period through the engine in Python (~10 us
+    # each): above this many it is skipped and the report says so.
+    max_replay_results: int = 300_000
 
 
 class ProbeFigures(_Model):
@@ -176,6 +179,7 @@ class Replay(_Model):
 class NoiseFigures(_Model):
     probes: tuple[NoiseProbe, ...]
     replay: Replay | None
+    replay_skipped: str | None = None  # why there is no replay, when it was asked for
 
 
 class HealingFigures(_Model):
@@ -636,9 +640,23 @@ def noise(
         [*bounds, *bounds],
     ).fetchall()
     probes = tuple(NoiseProbe(probe=p, alerts=a, incidents=i, flapping=f) for p, a, i, f in rows)
+    replayed: Replay | None = None
+    skipped: str | None = None
+    if policy_for is not None:
+        (count,) = con.execute(
+            "SELECT count(*) FROM results WHERE ts >= ? AND ts < ?", bounds
+        ).fetchall()[0]
+        if count > request.max_replay_results:
+            skipped = (
+                f"{count:,} results are more than the replay's limit of "
+                f"{request.max_replay_results:,}"
+            )
+        else:
+            replayed = replay(con, request.period, policy_for)
     return NoiseFigures(
         probes=probes,
-        replay=replay(con, request.period, policy_for) if policy_for is not None else None,
+        replay=replayed,
+        replay_skipped=skipped,
     )
 
 

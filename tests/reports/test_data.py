@@ -186,3 +186,14 @@ async def test_big_periods_use_approximate_percentiles(
     from reports.render import render_text
 
     assert "estimated from a sample" in render_text(data)
+
+
+async def test_replay_skipped_above_its_limit(store: Store) -> None:
+    request = _request().model_copy(update={"max_replay_results": 10})
+    policy = Policy(failures=2, successes=1)
+    data = await store.run(lambda con: collect(con, request, now=NOW, policy_for=lambda _: policy))
+    assert data.noise.replay is None
+    assert data.noise.replay_skipped == "48 results are more than the replay's limit of 10"
+    from reports.render import render_text
+
+    assert "no threshold replay: 48 results" in render_text(data)
