@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,14 +35,25 @@ from agent.api.models import (
     ErrorBody,
     Health,
     HistoryResponse,
+    IncidentCounts,
+    IncidentDetail,
+    IncidentEvent,
+    IncidentInfo,
+    IncidentsResponse,
+    NotificationInfo,
+    OutboxTotals,
     ProbesResponse,
     QueryResponse,
     ReloadResponse,
+    SilenceInfo,
+    SilencesResponse,
     StatusResponse,
 )
 from agent.config import ApiSection, Config
 from agent.errors import OpsAgentError
-from agent.results import ProbeResult
+from agent.incidents.models import Incident, Matcher, Silence
+from agent.results import ProbeResult, utcnow
+from agent.store import Store
 
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_TIMEOUT_S = 30.0
@@ -211,6 +223,63 @@ class AgentClient:
         """`POST /v1/reload`."""
         return self._call("POST", "/v1/reload", ReloadResponse)
 
+    def incidents(self, *, all: bool = False, limit: int = 200) -> IncidentsResponse:
+        """`GET /v1/incidents`: open and acknowledged ones, or `all`."""
+        params = {"all": _flag(all), "limit": limit}
+        return self._call("GET", "/v1/incidents", IncidentsResponse, params=params)
+
+    def incident(self, incident_id: int) -> IncidentDetail:
+        """`GET /v1/incidents/{id}`: the incident, its timeline and its notifications."""
+        return self._call("GET", f"/v1/incidents/{incident_id}", IncidentDetail)
+
+    def acknowledge(
+        self,
+        incident_id: int,
+        *,
+        actor: str | None = None,
+        comment: str | None = None,
+        expires_in: str | None = None,
+    ) -> IncidentInfo:
+        """`POST /v1/incidents/{id}/ack`."""
+        body = _body(actor=actor, comment=comment, expires_in=expires_in)
+        path = f"/v1/incidents/{incident_id}/ack"
+        return self._call("POST", path, IncidentInfo, json_body=body)
+
+    def resolve(
+        self, incident_id: int, *, actor: str | None = None, comment: str | None = None
+    ) -> IncidentInfo:
+        """`POST /v1/incidents/{id}/resolve`."""
+        body = _body(actor=actor, comment=comment)
+        path = f"/v1/incidents/{incident_id}/resolve"
+        return self._call("POST", path, IncidentInfo, json_body=body)
+
+    def silences(self, *, all: bool = False) -> SilencesResponse:
+        """`GET /v1/silences`: those in force, or `all`."""
+        return self._call("GET", "/v1/silences", SilencesResponse, params={"all": _flag(all)})
+
+    def silence(
+        self,
+        matcher: str,
+        duration: str,
+        reason: str,
+        *,
+        created_by: str | None = None,
+        end_on_resolve: bool = False,
+    ) -> SilenceInfo:
+        """`POST /v1/silences`."""
+        body = _body(
+            matcher=matcher,
+            duration=duration,
+            reason=reason,
+            created_by=created_by,
+            end_on_resolve=end_on_resolve,
+        )
+        return self._call("POST", "/v1/silences", SilenceInfo, ok=(201,), json_body=body)
+
+    def unsilence(self, silence_id: int) -> SilenceInfo:
+        """`DELETE /v1/silences/{id}`."""
+        return self._call("DELETE", f"/v1/silences/{silence_id}", SilenceInfo)
+
     def metrics(self) -> str:
         """`GET /metrics`, the exposition text."""
         return self._send("GET", "/metrics").text
@@ -333,6 +402,64 @@ class AsyncAgentClient:
         """`POST /v1/reload`."""
         return await self._call("POST", "/v1/reload", ReloadResponse)
 
+    async def incidents(self, *, all: bool = False, limit: int = 200) -> IncidentsResponse:
+        """`GET /v1/incidents`: open and acknowledged ones, or `all`."""
+        params = {"all": _flag(all), "limit": limit}
+        return await self._call("GET", "/v1/incidents", IncidentsResponse, params=params)
+
+    async def incident(self, incident_id: int) -> IncidentDetail:
+        """`GET /v1/incidents/{id}`."""
+        return await self._call("GET", f"/v1/incidents/{incident_id}", IncidentDetail)
+
+    async def acknowledge(
+        self,
+        incident_id: int,
+        *,
+        actor: str | None = None,
+        comment: str | None = None,
+        expires_in: str | None = None,
+    ) -> IncidentInfo:
+        """`POST /v1/incidents/{id}/ack`."""
+        body = _body(actor=actor, comment=comment, expires_in=expires_in)
+        path = f"/v1/incidents/{incident_id}/ack"
+        return await self._call("POST", path, IncidentInfo, json_body=body)
+
+    async def resolve(
+        self, incident_id: int, *, actor: str | None = None, comment: str | None = None
+    ) -> IncidentInfo:
+        """`POST /v1/incidents/{id}/resolve`."""
+        body = _body(actor=actor, comment=comment)
+        path = f"/v1/incidents/{incident_id}/resolve"
+        return await self._call("POST", path, IncidentInfo, json_body=body)
+
+    async def silences(self, *, all: bool = False) -> SilencesResponse:
+        """`GET /v1/silences`."""
+        params = {"all": _flag(all)}
+        return await self._call("GET", "/v1/silences", SilencesResponse, params=params)
+
+    async def silence(
+        self,
+        matcher: str,
+        duration: str,
+        reason: str,
+        *,
+        created_by: str | None = None,
+        end_on_resolve: bool = False,
+    ) -> SilenceInfo:
+        """`POST /v1/silences`."""
+        body = _body(
+            matcher=matcher,
+            duration=duration,
+            reason=reason,
+            created_by=created_by,
+            end_on_resolve=end_on_resolve,
+        )
+        return await self._call("POST", "/v1/silences", SilenceInfo, ok=(201,), json_body=body)
+
+    async def unsilence(self, silence_id: int) -> SilenceInfo:
+        """`DELETE /v1/silences/{id}`."""
+        return await self._call("DELETE", f"/v1/silences/{silence_id}", SilenceInfo)
+
     async def events(self, probe: str | None = None) -> AsyncIterator[Event]:
         """Server-sent events until the agent stops (or the caller stops iterating)."""
         params = {"probe": probe} if probe else None
@@ -358,6 +485,7 @@ class AsyncAgentClient:
         path: str,
         model: type[M],
         *,
+        ok: tuple[int, ...] = (200,),
         params: dict[str, Any] | None = None,
         json_body: Any = None,
     ) -> M:
@@ -365,9 +493,103 @@ class AsyncAgentClient:
             response = await self._http.request(method, path, params=params, json=json_body)
         except httpx.TransportError as exc:
             raise _unavailable(self.endpoint, exc) from None
-        if response.status_code != 200:
+        if response.status_code not in ok:
             _raise_for(response, response.content)
         return model.model_validate_json(response.content)
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _body(**fields: Any) -> dict[str, Any]:
+    """A request body without the fields left unset (the agent's defaults apply)."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+# -- reading the store while the agent is stopped ------------------------------------------
+
+
+def stored_incidents(
+    config: Config, *, all: bool = False, limit: int = 200, now: datetime | None = None
+) -> IncidentsResponse:
+    """What `GET /v1/incidents` answers, read from the store (the agent is stopped).
+
+    StoreError when the store cannot be opened (missing, in use, older schema).
+    """
+    from agent import store_incidents as sql
+
+    with Store.open(config.agent.store_path, read_only=True) as store:
+        rows = store.run_read_only(lambda con: sql.listing(con, include_resolved=all, limit=limit))
+        silences = store.run_read_only(lambda con: sql.silences(con))
+    when = now or utcnow()
+    return IncidentsResponse(
+        incidents=[IncidentInfo.of(i, _suppressed_by(i, silences, config, when)) for i in rows]
+    )
+
+
+def stored_incident(config: Config, incident_id: int) -> IncidentDetail | None:
+    """What `GET /v1/incidents/{id}` answers, read from the store; None when unknown."""
+    from agent import store_incidents as sql
+
+    with Store.open(config.agent.store_path, read_only=True) as store:
+        incident = store.run_read_only(lambda con: sql.get(con, incident_id))
+        if incident is None:
+            return None
+        events = store.run_read_only(lambda con: sql.events(con, incident_id))
+        notices = store.run_read_only(lambda con: sql.notifications(con, incident_id))
+        silences = store.run_read_only(lambda con: sql.silences(con))
+    return IncidentDetail(
+        incident=IncidentInfo.of(incident, _suppressed_by(incident, silences, config, utcnow())),
+        events=[IncidentEvent.of(t) for t in events],
+        notifications=[NotificationInfo.of_row(row) for row in notices],
+    )
+
+
+def stored_silences(config: Config, *, all: bool = False) -> SilencesResponse:
+    """What `GET /v1/silences` answers, read from the store."""
+    from agent import store_incidents as sql
+
+    with Store.open(config.agent.store_path, read_only=True) as store:
+        silences = store.run_read_only(lambda con: sql.silences(con))
+    now = utcnow()
+    return SilencesResponse(
+        silences=[SilenceInfo.of(s, now) for s in silences if all or s.active_at(now)]
+    )
+
+
+def stored_overview(config: Config) -> tuple[IncidentCounts, OutboxTotals]:
+    """The incident and outbox counts of `/v1/status`, read from the store."""
+    from agent import store_incidents as sql
+
+    with Store.open(config.agent.store_path, read_only=True) as store:
+        active = store.run_read_only(sql.active)
+        silences = store.run_read_only(lambda con: sql.silences(con))
+        counts = store.run_read_only(sql.counts)
+    now = utcnow()
+    incidents = IncidentCounts.of(
+        active,
+        lambda incident: _suppressed_by(incident, silences, config, now),
+        silences=sum(s.active_at(now) for s in silences),
+    )
+    return incidents, OutboxTotals(pending=counts.pending, dead=counts.dead, sent=counts.sent)
+
+
+def _suppressed_by(
+    incident: Incident, silences: list[Silence], config: Config, now: datetime
+) -> str | None:
+    """The engine's `suppressed_by`, from stored silences and the config's windows."""
+    for silence in silences:
+        covers = silence.matcher.matches(incident.probe, incident.labels, incident.severity)
+        if silence.active_at(now) and covers:
+            return f"silence #{silence.id} ({silence.reason})"
+    for window in config.maintenance:
+        matcher = Matcher.parse(window.match)
+        if window.active_at(now) and matcher.matches(
+            incident.probe, incident.labels, incident.severity
+        ):
+            return "maintenance window"
+    return None
 
 
 def _segment(name: str) -> str:

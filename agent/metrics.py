@@ -26,9 +26,11 @@ from agent import __version__
 from agent.results import ProbeResult
 
 if TYPE_CHECKING:
+    from agent.api.models import OutboxTotals
     from agent.daemon import Agent
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SEVERITIES = ("critical", "high", "warning", "info")
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -61,6 +63,7 @@ class AgentMetrics:
     def __init__(self, agent: Agent) -> None:
         self.lag = Histogram(LAG_BUCKETS)
         self.last_success: dict[str, datetime] = {}
+        self.outbox: OutboxTotals | None = None  # read from the store just before a scrape
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_AgentCollector(agent, self))
         ProcessCollector(registry=self.registry)
@@ -72,8 +75,9 @@ class AgentMetrics:
         if result.ok:
             self.last_success[result.probe] = result.started_at
 
-    def render(self) -> bytes:
-        """The exposition text."""
+    def render(self, outbox: OutboxTotals | None = None) -> bytes:
+        """The exposition text; `outbox` holds the notification counts read for this scrape."""
+        self.outbox = outbox
         return generate_latest(self.registry)
 
 
@@ -87,6 +91,7 @@ class _AgentCollector(Collector):
         yield from self._probes()
         yield from self._scheduler()
         yield from self._store()
+        yield from self._incidents()
 
     def _agent_info(self) -> Iterator[Metric]:
         agent = self._agent
@@ -239,4 +244,38 @@ class _AgentCollector(Collector):
             "opsagent_store_queue_depth",
             "Results appended but not yet on disk.",
             value=s.queue_depth,
+        )
+
+    def _incidents(self) -> Iterator[Metric]:
+        service = self._agent.incidents
+        if service is not None:
+            open_ = GaugeMetricFamily(
+                "opsagent_incidents_open",
+                "Incidents open or acknowledged now (not pending, not resolved).",
+                labels=["severity"],
+            )
+            counts = dict.fromkeys(SEVERITIES, 0)
+            for incident in service.engine.active.values():
+                if incident.state.value in ("open", "acknowledged"):
+                    counts[incident.severity] = counts.get(incident.severity, 0) + 1
+            for severity, count in counts.items():
+                open_.add_metric([severity], count)
+            yield open_
+        outbox = self._metrics.outbox
+        if outbox is None:
+            return
+        yield GaugeMetricFamily(
+            "opsagent_notifications_pending",
+            "Notifications waiting to be sent, being sent or retrying.",
+            value=outbox.pending,
+        )
+        yield CounterMetricFamily(
+            "opsagent_notifications_dead",
+            "Notifications that failed for good (permanent error or too many attempts).",
+            value=outbox.dead,
+        )
+        yield CounterMetricFamily(
+            "opsagent_notifications_sent",
+            "Notifications delivered (kept in the store: survives restarts).",
+            value=outbox.sent,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
@@ -11,6 +12,9 @@ from agent.config import Config
 from agent.results import utcnow
 from agent.store import LatestResult, ProbeCounters, Store
 from agent.tables import render_table
+
+if TYPE_CHECKING:
+    from agent.api.models import IncidentCounts, OutboxTotals
 
 
 class ProbeStatus(BaseModel):
@@ -129,6 +133,33 @@ def render_status(rows: list[ProbeStatus]) -> str:
         for s in rows
     ]
     return render_table(columns, table)
+
+
+def render_overview(incidents: IncidentCounts, notifications: OutboxTotals | None) -> str:
+    """Two lines under the table: incidents by state and severity, and the outbox.
+
+    Dead notifications (failed for good) are called out: nobody received them.
+    """
+    severities = ", ".join(
+        f"{count} {severity}" for severity, count in incidents.by_severity.items() if count
+    )
+    line = f"incidents: {incidents.open} open, {incidents.acknowledged} acknowledged"
+    if severities:
+        line += f" ({severities})"
+    line += f", {incidents.pending} pending"
+    if incidents.suppressed:
+        line += f", {incidents.suppressed} silenced"
+    plural = "s" * (incidents.silences != 1)
+    line += f"; {incidents.silences} silence{plural} in force"
+    if notifications is None:
+        return line + "\nnotifications: unknown (the store did not answer in time)"
+    outbox = f"notifications: {notifications.pending} waiting, {notifications.sent} sent"
+    if notifications.dead:
+        outbox += (
+            f", {notifications.dead} DEAD (failed for good, nobody got them: see the agent's "
+            "log, or `opsagent query \"select * from notifications where state = 'dead'\"`)"
+        )
+    return f"{line}\n{outbox}"
 
 
 def _age(seconds: float | None) -> str:

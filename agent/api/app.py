@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from agent.api.auth import bearer_matches
-from agent.api.models import ErrorBody, QueryParams, RequestBody
+from agent.api.models import ErrorBody, PathParams, QueryParams, RequestBody
 from agent.errors import StoreError
 
 if TYPE_CHECKING:
@@ -65,10 +65,16 @@ class Call:
     request: web.Request
     body: BaseModel | None = None
     query: BaseModel | None = None
+    params: BaseModel | None = None
 
     def path(self, name: str) -> str:
-        """A path parameter, e.g. `{name}`."""
+        """A path parameter, e.g. `{name}`, as the raw string."""
         return self.request.match_info[name]
+
+    def path_as(self, model: type[B]) -> B:
+        """The parsed path parameters, typed (the route declared `path_model=model`)."""
+        assert isinstance(self.params, model), f"route declares no path model {model.__name__}"
+        return self.params
 
     def body_as(self, model: type[B]) -> B:
         """The parsed body, typed (the route declared `body=model`)."""
@@ -95,6 +101,7 @@ class Route:
     response: type[BaseModel] | None = None  # None: `media_type` content, not a model
     body: type[RequestBody] | None = None
     query: type[QueryParams] | None = None
+    path_model: type[PathParams] | None = None  # typed path parameters (else strings)
     errors: tuple[int, ...] = ()  # statuses answered with an ErrorBody, besides 401/422
     also: tuple[int, ...] = ()  # other statuses answered with the response model
     auth: Auth = "token"  # "metrics": public when agent.api.metrics_public is set
@@ -144,9 +151,10 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
         agent = request.app[AGENT]
         if not is_public(route, agent):
             _authorize(request)
+        params = _parse_path(route.path_model, request) if route.path_model else None
         query = _parse_query(route.query, request) if route.query else None
         body = await _parse_body(route.body, request) if route.body else None
-        out = await route.handler(Call(agent, request, body, query))
+        out = await route.handler(Call(agent, request, body, query, params))
         if isinstance(out, web.StreamResponse):
             return out
         if isinstance(out, Reply):
@@ -165,6 +173,13 @@ def _authorize(request: web.Request) -> None:
             "with the token from <data_dir>/api.token",
             headers={"WWW-Authenticate": 'Bearer realm="opsagent"'},
         )
+
+
+def _parse_path(model: type[PathParams], request: web.Request) -> BaseModel:
+    try:
+        return model.model_validate(dict(request.match_info))
+    except ValidationError as exc:
+        raise _invalid(exc, "path parameter") from None
 
 
 def _parse_query(model: type[QueryParams], request: web.Request) -> BaseModel:

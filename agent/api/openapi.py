@@ -71,7 +71,7 @@ def _operation(route: Route, refs: dict[Any, Any], public: bool) -> dict[str, An
     errors = set(route.errors)
     if not public:
         errors.add(401)
-    if route.body is not None or route.query is not None:
+    if route.body is not None or route.query is not None or route.path_model is not None:
         errors.add(422)
     for status in sorted(errors):
         responses[str(status)] = {
@@ -88,16 +88,25 @@ def _operation(route: Route, refs: dict[Any, Any], public: bool) -> dict[str, An
         operation["description"] = route.description
     if public:
         operation["security"] = []
-    parameters = [
-        {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "description": route.path_params.get(name, ""),
-            "schema": {"type": "string", "minLength": 1},
-        }
-        for name in _PATH_PARAM.findall(route.path)
-    ]
+    typed: dict[str, Any] = (
+        route.path_model.model_json_schema(ref_template=_REF).get("properties", {})
+        if route.path_model is not None
+        else {}
+    )
+    parameters = []
+    for name in _PATH_PARAM.findall(route.path):
+        schema = dict(typed.get(name, {"type": "string", "minLength": 1}))
+        description = schema.pop("description", "")
+        schema.pop("title", None)
+        parameters.append(
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "description": route.path_params.get(name, description),
+                "schema": schema,
+            }
+        )
     if route.query is not None:
         schema = route.query.model_json_schema(ref_template=_REF)
         required = set(schema.get("required", []))
@@ -116,8 +125,10 @@ def _operation(route: Route, refs: dict[Any, Any], public: bool) -> dict[str, An
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:
+        # A body whose fields are all optional may be left out: it means `{}`.
+        needed = bool(route.body.model_json_schema().get("required"))
         operation["requestBody"] = {
-            "required": True,
+            "required": needed,
             "content": {JSON: {"schema": refs[(route.body, "validation")]}},
         }
     return operation

@@ -11,14 +11,18 @@ import asyncio
 import contextlib
 import os
 import time
+from typing import Any
 
 from aiohttp import web
 
 from agent import __version__
+from agent import store_incidents as sql
 from agent.api.app import JSON, ApiError, Call, Reply, Route, is_public
 from agent.api.app import ROUTES as ROUTES_KEY
 from agent.api.config_view import redacted
 from agent.api.models import (
+    MAX_SILENCE,
+    AckRequest,
     AgentInfo,
     ConfigResponse,
     DispatcherTotals,
@@ -26,23 +30,44 @@ from agent.api.models import (
     Health,
     HistoryParams,
     HistoryResponse,
+    IncidentCounts,
+    IncidentDetail,
+    IncidentEvent,
+    IncidentInfo,
+    IncidentPath,
+    IncidentsParams,
+    IncidentsResponse,
+    NotificationInfo,
+    OutboxTotals,
     ProbeInfo,
     ProbesResponse,
     QueryRequest,
     QueryResponse,
     ReloadResponse,
+    ResolveRequest,
+    SilenceInfo,
+    SilencePath,
+    SilenceRequest,
+    SilencesParams,
+    SilencesResponse,
     StatusResponse,
+    duration_within,
 )
 from agent.api.openapi import build_openapi
 from agent.api.sql import QueryTimeout, json_safe, run_query
 from agent.errors import ConfigError, StoreError
+from agent.incidents.models import Incident, Matcher, Transition
+from agent.incidents.service import IncidentNotFound, IncidentService
 from agent.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from agent.reload import ReloadUnavailable
 from agent.results import ProbeResult, utcnow
 from agent.selfcheck import SELF_KIND, SELF_PROBE
 from agent.status import build_status
+from agent.store import Store
 
 RUN_FLUSH_WAIT_S = 5.0  # how long `run` waits for its result to reach the disk
+OUTBOX_COUNT_WAIT_S = 2.0  # status and metrics go on without the outbox counts after this
+API_ACTOR = "api"  # who acts when a request does not say
 
 
 async def healthz(call: Call) -> Health | Reply:
@@ -84,7 +109,29 @@ async def get_status(call: Call) -> StatusResponse:
             lag_p50_ms=round(_percentile(lags, 0.50), 3),
             lag_p99_ms=round(_percentile(lags, 0.99), 3),
         ),
+        incidents=_incident_counts(_service(call)),
+        notifications=await _outbox_totals(store),
     )
+
+
+def _incident_counts(service: IncidentService) -> IncidentCounts:
+    """Counts of the incidents not resolved yet, from memory."""
+    now, engine = utcnow(), service.engine
+    return IncidentCounts.of(
+        engine.active.values(),
+        lambda incident: engine.suppressed_by(incident, now),
+        silences=sum(s.active_at(now) for s in engine.silences.values()),
+    )
+
+
+async def _outbox_totals(store: Store) -> OutboxTotals | None:
+    """The outbox's depth (one small query); None when the store cannot answer now."""
+    try:
+        async with asyncio.timeout(OUTBOX_COUNT_WAIT_S):
+            counts = await store.run(sql.counts)
+    except (TimeoutError, StoreError):
+        return None
+    return OutboxTotals(pending=counts.pending, dead=counts.dead, sent=counts.sent)
 
 
 async def list_probes(call: Call) -> ProbesResponse:
@@ -237,8 +284,10 @@ async def events(call: Call) -> web.StreamResponse:
 
 async def metrics(call: Call) -> web.Response:
     """Prometheus text exposition."""
+    store = call.agent.store
+    outbox = await _outbox_totals(store) if store is not None else None
     return web.Response(
-        body=call.agent.metrics.render(),
+        body=call.agent.metrics.render(outbox),
         headers={"Content-Type": METRICS_CONTENT_TYPE},
     )
 
@@ -248,6 +297,157 @@ async def openapi(call: Call) -> web.Response:
     routes = call.request.app[ROUTES_KEY]
     public: set[tuple[str, str]] = {(r.method, r.path) for r in routes if is_public(r, call.agent)}
     return web.json_response(build_openapi(routes, public=public))
+
+
+# -- incidents and silences ---------------------------------------------------------------
+
+
+async def list_incidents(call: Call) -> IncidentsResponse:
+    """Open and acknowledged incidents (or all), newest first."""
+    params = call.query_as(IncidentsParams)
+    service, store = _service(call), call.agent.running_store()
+    rows = await store.run(
+        lambda con: sql.listing(con, include_resolved=params.all, limit=params.limit)
+    )
+    now = utcnow()
+    return IncidentsResponse(
+        incidents=[IncidentInfo.of(i, service.engine.suppressed_by(i, now)) for i in rows]
+    )
+
+
+async def get_incident(call: Call) -> IncidentDetail:
+    """One incident with its timeline and its notifications; 404 when unknown."""
+    incident_id = call.path_as(IncidentPath).id
+    service, store = _service(call), call.agent.running_store()
+
+    def read(con: Any) -> tuple[Incident | None, list[Transition], list[tuple[Any, ...]]]:
+        return (
+            sql.get(con, incident_id),
+            sql.events(con, incident_id),
+            sql.notifications(con, incident_id),
+        )
+
+    incident, transitions, notices = await store.run(read)
+    if incident is None:
+        raise _no_incident(incident_id)
+    return IncidentDetail(
+        incident=IncidentInfo.of(incident, service.engine.suppressed_by(incident, utcnow())),
+        events=[IncidentEvent.of(t) for t in transitions],
+        notifications=[NotificationInfo.of_row(row) for row in notices],
+    )
+
+
+async def acknowledge_incident(call: Call) -> IncidentInfo:
+    """Acknowledge an open incident: reminders and escalation stop (until `expires_in`)."""
+    incident_id = call.path_as(IncidentPath).id
+    request = call.body_as(AckRequest)
+    service = _service(call)
+    try:
+        incident = await service.acknowledge(
+            incident_id,
+            request.actor or API_ACTOR,
+            comment=request.comment,
+            expires_after=request.expiry(),
+        )
+    except IncidentNotFound:
+        raise await _not_active(call, incident_id, "acknowledged") from None
+    except ValueError:  # the engine refuses a pending incident
+        raise ApiError(
+            409,
+            f"incident #{incident_id} is still pending: it has not opened yet, so nobody "
+            "was alerted and there is nothing to acknowledge",
+            field="id",
+        ) from None
+    return IncidentInfo.of(incident, service.engine.suppressed_by(incident, utcnow()))
+
+
+async def resolve_incident(call: Call) -> IncidentInfo:
+    """Resolve an active incident by hand; the comment goes into its timeline."""
+    incident_id = call.path_as(IncidentPath).id
+    request = call.body_as(ResolveRequest)
+    service, actor = _service(call), request.actor or API_ACTOR
+    try:
+        incident = await service.resolve(incident_id, actor, resolution="manual")
+    except IncidentNotFound:
+        raise await _not_active(call, incident_id, "resolved") from None
+    if request.comment:
+        note = Transition(incident_id, utcnow(), "comment", actor, request.comment)
+        await call.agent.running_store().run(
+            lambda con: sql.save(con, [], [note], [], note.at), write=True
+        )
+    return IncidentInfo.of(incident)
+
+
+async def list_silences(call: Call) -> SilencesResponse:
+    """Silences in force (or all), oldest first."""
+    params = call.query_as(SilencesParams)
+    service, store = _service(call), call.agent.running_store()
+    stored = await store.run(lambda con: sql.silences(con))
+    # The engine's copy is the truth for the silences it knows (ended by a resolve).
+    merged = {s.id: s for s in stored} | service.engine.silences
+    now = utcnow()
+    shown = [s for _, s in sorted(merged.items()) if params.all or s.active_at(now)]
+    return SilencesResponse(silences=[SilenceInfo.of(s, now) for s in shown])
+
+
+async def create_silence(call: Call) -> SilenceInfo:
+    """Start a silence now; 422 naming the field for a bad matcher or duration."""
+    request = call.body_as(SilenceRequest)
+    silence = await _service(call).silence(
+        Matcher.parse(request.matcher),
+        duration_within(request.duration, MAX_SILENCE),
+        reason=request.reason,
+        created_by=request.created_by or API_ACTOR,
+        end_on_resolve=request.end_on_resolve,
+    )
+    return SilenceInfo.of(silence, utcnow())
+
+
+async def end_silence(call: Call) -> SilenceInfo:
+    """End a silence now; 404 when unknown, 409 when it has already ended."""
+    silence_id = call.path_as(SilencePath).id
+    service, now = _service(call), utcnow()
+    known = service.engine.silences.get(silence_id)
+    if known is None:
+        stored = await call.agent.running_store().run(lambda con: sql.silences(con))
+        known = next((s for s in stored if s.id == silence_id), None)
+        if known is None:
+            raise ApiError(404, f"no silence #{silence_id}", field="id")
+    if not known.active_at(now):
+        ended = known.ended_at or known.ends_at
+        raise ApiError(
+            409, f"silence #{silence_id} already ended at {ended:%Y-%m-%d %H:%M:%S} UTC", field="id"
+        )
+    try:
+        silence = await service.unsilence(silence_id)
+    except LookupError:
+        raise ApiError(404, f"no silence #{silence_id}", field="id") from None
+    return SilenceInfo.of(silence, utcnow())
+
+
+def _service(call: Call) -> IncidentService:
+    service = call.agent.incidents
+    if service is None:
+        raise StoreError("the agent is not running")
+    return service
+
+
+def _no_incident(incident_id: int) -> ApiError:
+    return ApiError(404, f"no incident #{incident_id}", field="id")
+
+
+async def _not_active(call: Call, incident_id: int, verb: str) -> ApiError:
+    """404 for an unknown incident, 409 for one that is already resolved."""
+    stored = await call.agent.running_store().run(lambda con: sql.get(con, incident_id))
+    if stored is None:
+        return _no_incident(incident_id)
+    how = f" ({stored.resolution})" if stored.resolution else ""
+    return ApiError(
+        409,
+        f"incident #{incident_id} is already {stored.state.value}{how}: only an open "
+        f"incident can be {verb}",
+        field="id",
+    )
 
 
 def _unknown_probe(call: Call) -> ApiError:
@@ -329,6 +529,88 @@ ROUTES: tuple[Route, ...] = (
         media_type="text/event-stream",
         description="Events: `result` (a ProbeResult), `state` (a StateChange), `dropped` "
         '(`{"dropped": N}`: this client was too slow and lost N events).',
+    ),
+    Route(
+        "GET",
+        "/v1/incidents",
+        list_incidents,
+        "Incidents, newest first",
+        IncidentsResponse,
+        query=IncidentsParams,
+        errors=(503,),
+        tag="incidents",
+        description="Open and acknowledged incidents; `all=true` adds pending and resolved ones. "
+        "Failures that cleared before the threshold never become listed incidents.",
+    ),
+    Route(
+        "GET",
+        "/v1/incidents/{id}",
+        get_incident,
+        "An incident, its timeline and its notifications",
+        IncidentDetail,
+        path_model=IncidentPath,
+        errors=(404, 503),
+        tag="incidents",
+    ),
+    Route(
+        "POST",
+        "/v1/incidents/{id}/ack",
+        acknowledge_incident,
+        "Acknowledge an open incident",
+        IncidentInfo,
+        body=AckRequest,
+        path_model=IncidentPath,
+        errors=(404, 409, 503),
+        tag="incidents",
+        description="Reminders and escalation stop; with `expires_in` the acknowledgement "
+        "lapses and the incident is open again. 409 for a pending or resolved incident.",
+    ),
+    Route(
+        "POST",
+        "/v1/incidents/{id}/resolve",
+        resolve_incident,
+        "Resolve an incident by hand",
+        IncidentInfo,
+        body=ResolveRequest,
+        path_model=IncidentPath,
+        errors=(404, 409, 503),
+        tag="incidents",
+        description="Resolved with resolution `manual` (a pending one is `cleared`); the "
+        "comment is kept in its timeline. If the probe still fails, a new incident opens "
+        "after the usual threshold. 409 for one already resolved.",
+    ),
+    Route(
+        "GET",
+        "/v1/silences",
+        list_silences,
+        "Silences, oldest first",
+        SilencesResponse,
+        query=SilencesParams,
+        errors=(503,),
+        tag="incidents",
+    ),
+    Route(
+        "POST",
+        "/v1/silences",
+        create_silence,
+        "Silence matching incidents for a while",
+        SilenceInfo,
+        body=SilenceRequest,
+        errors=(503,),
+        status=201,
+        tag="incidents",
+        description="Notices of matching incidents are suppressed (never their transitions) "
+        "until the silence ends; an incident whose opening was suppressed is announced then.",
+    ),
+    Route(
+        "DELETE",
+        "/v1/silences/{id}",
+        end_silence,
+        "End a silence now",
+        SilenceInfo,
+        path_model=SilencePath,
+        errors=(404, 409, 503),
+        tag="incidents",
     ),
 )
 assert all(r.media_type == JSON or r.response is None for r in ROUTES)
