@@ -521,45 +521,54 @@ def incidents(con: duckdb.DuckDBPyConnection, request: ReportRequest) -> Inciden
 
 _INTEGRITY = f"""
 WITH v AS (
-    SELECT probe, ts, TRY_CAST(json_extract("values", ?) AS DOUBLE) AS x,
-           least(floor(epoch(ts - ?::TIMESTAMP) / ?)::INTEGER, ? - 1) AS bucket
+    SELECT probe, ts,
+           least(floor(epoch(ts - ?::TIMESTAMP) / ?)::INTEGER, ? - 1) AS bucket,
+           unnest(range(?)) AS name_index,
+           unnest(json_extract("values", ?::VARCHAR[])) AS raw
     FROM results
     WHERE ts >= ? AND ts < ? AND kind IN ({", ".join(f"'{k}'" for k in INTEGRITY_KINDS)})
-)
-SELECT probe, bucket, count(*), count(*) FILTER (WHERE x > 0), arg_max(x, ts), max(x)
-FROM v WHERE x IS NOT NULL GROUP BY probe, bucket ORDER BY probe, bucket
+),
+x AS (SELECT probe, ts, bucket, name_index, TRY_CAST(raw AS DOUBLE) AS x FROM v)
+SELECT name_index, probe, bucket, count(*), count(*) FILTER (WHERE x > 0), arg_max(x, ts), max(x)
+FROM x WHERE x IS NOT NULL
+GROUP BY name_index, probe, bucket ORDER BY name_index, probe, bucket
 """
 
 
 def integrity(con: duckdb.DuckDBPyConnection, request: ReportRequest) -> tuple[IntegrityValue, ...]:
     """The named values of sql and reconcile results: latest, peak, runs that found some.
 
-    One scan per value name, grouped by probe and bucket; the totals are summed here.
+    One scan for every name (`json_extract` with a list of paths), grouped by name,
+    probe and bucket; the totals are summed here. (A scan per name took 20 s over 86M
+    results; one scan ~3 s.)
     """
+    names = list(request.integrity_values)
+    if not names:
+        return ()
     period = request.period
     start, end = _naive(period.start), _naive(period.end)
     bucket_s = period.length.total_seconds() / BUCKETS
+    rows = con.execute(
+        _INTEGRITY,
+        [start, bucket_s, BUCKETS, len(names), ["$." + n for n in names], start, end],
+    ).fetchall()
+    groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        groups.setdefault((row[1], names[row[0]]), []).append(row)
     out: list[IntegrityValue] = []
-    for name in request.integrity_values:
-        rows = con.execute(
-            _INTEGRITY, ["$." + name, start, bucket_s, BUCKETS, start, end]
-        ).fetchall()
-        per_probe: dict[str, list[tuple[Any, ...]]] = {}
-        for row in rows:
-            per_probe.setdefault(row[0], []).append(row)
-        for probe, buckets in per_probe.items():
-            series = {bucket: peak for _, bucket, _, _, _, peak in buckets}
-            out.append(
-                IntegrityValue(
-                    probe=probe,
-                    name=name,
-                    runs=sum(b[2] for b in buckets),
-                    runs_found=sum(b[3] for b in buckets),
-                    latest=buckets[-1][4],  # ordered by bucket: the last one holds the latest
-                    peak=max(b[5] for b in buckets),
-                    series=tuple(series.get(i) for i in range(BUCKETS)),
-                )
+    for (probe, name), buckets in groups.items():
+        series = {bucket: peak for _, _, bucket, _, _, _, peak in buckets}
+        out.append(
+            IntegrityValue(
+                probe=probe,
+                name=name,
+                runs=sum(b[3] for b in buckets),
+                runs_found=sum(b[4] for b in buckets),
+                latest=buckets[-1][5],  # ordered by bucket: the last one holds the latest
+                peak=max(b[6] for b in buckets),
+                series=tuple(series.get(i) for i in range(BUCKETS)),
             )
+        )
     return tuple(sorted(out, key=lambda v: (v.probe, v.name)))
 
 
