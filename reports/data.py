@@ -706,7 +706,7 @@ def healing(con: duckdb.DuckDBPyConnection, request: ReportRequest) -> HealingFi
     )
     (fixed,) = con.execute(
         "SELECT count(*) FROM remediation_runs WHERE created_at >= ? AND created_at < ? "
-        "AND state = 'succeeded' AND coalesce(verified, true)",
+        "AND state = 'succeeded' AND verified",
         bounds,
     ).fetchall()[0]
     return HealingFigures(
