@@ -81,11 +81,19 @@ class Outbox:
 
     async def _loop(self) -> None:
         while True:
+            # Cleared before the round, not after: a notice written while this round
+            # sends wakes the next round instead of waiting for the poll.
+            self._wake.clear()
+            sent = self.sent
             try:
                 await self.run_once()
             except Exception:  # the store or a bug; keep the sender alive
                 log.exception("outbox: sending round failed")
-            self._wake.clear()
+            if self.sent > sent:
+                # A round takes one notice per target: the next one of a target that
+                # just delivered may be queued behind it. Look again now (a round that
+                # only failed waits, so a failing target cannot spin).
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_every)
 
