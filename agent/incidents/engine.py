@@ -160,7 +160,9 @@ class IncidentEngine:
         out: Outcome,
     ) -> None:
         at = result.started_at
-        tracker = self._trackers.setdefault(fingerprint, _Tracker())
+        # A fingerprint without a tracker was healthy (trackers are dropped only when
+        # passing), so its first failure after a quiet spell is a flip like any other.
+        tracker = self._trackers.setdefault(fingerprint, _Tracker(last_failed=False))
         if tracker.last_failed is not None and tracker.last_failed != failed:
             tracker.flips.append(at)
         tracker.last_failed = failed

@@ -259,8 +259,8 @@ def test_flapping_probe_makes_one_incident_and_at_most_two_notices() -> None:
     lines = run(Case("flap", "x." * 30 + "." * 66, []))
     notices = [line for line in lines if " notice " in line]
     assert {line.split()[1] for line in lines} == {"#1"}
-    assert notices == ["60s #1 notice flapping -> slack", "1190s #1 notice resolved -> slack"]
-    assert "60s #1 flapping" in lines and "1190s #1 stable" in lines
+    assert notices == ["50s #1 notice flapping -> slack", "1190s #1 notice resolved -> slack"]
+    assert "50s #1 flapping" in lines and "1190s #1 stable" in lines
 
 
 def test_one_incident_per_entity_when_configured() -> None:

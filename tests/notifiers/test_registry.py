@@ -22,7 +22,7 @@ from agent.errors import NotifyError
 from agent.notifiers import KINDS, kind_of, sender_for, spec_types
 from agent.notifiers.context import NotifierSpec
 
-NOT_KINDS = {"context"}  # the shared spec fields and NotifyContext
+NOT_KINDS = {"context", "targets"}  # shared spec fields and NotifyContext; the name -> notifier map
 by_name = pytest.mark.parametrize("module", KINDS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 _YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
 # What the examples' ${VARS} hold in these tests; the loader interpolates before validation.
