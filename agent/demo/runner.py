@@ -18,6 +18,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
+import duckdb
+
+from agent import store_incidents
 from agent.config import Config
 from agent.config_loader import load_config
 from agent.daemon import Agent
@@ -26,6 +29,9 @@ from agent.demo.faults import ROUND_SECONDS, FaultInjector, Step, default_timeli
 from agent.demo.process import ShopProcess, ShopStartError, free_port, launch_shop
 from agent.demo.timeline import ConsoleTimeline
 from agent.errors import ConfigError, StoreError
+from agent.incidents.models import Incident
+from agent.results import utcnow
+from agent.store import Store
 
 ENV_KEYS = ("SHOP_PORT", "DEMO_DATA_DIR", "OPSAGENT_PYTHON")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -94,29 +100,53 @@ async def _watch(
     agent.subscribe(console)
     stop = asyncio.Event()
     console.start()
+    since = utcnow()
     injecting = asyncio.create_task(
         FaultInjector(shop, steps, emit=console.fault).run(start=console.started)
     )
-    running = asyncio.create_task(agent.run(stop))
-    stopping = asyncio.create_task(stop.wait())
-    timer = asyncio.get_running_loop().call_later(duration, stop.set) if duration else None
     grace = config.agent.shutdown_grace.total_seconds() + STOP_MARGIN_S
-    try:
-        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        injecting.cancel()  # stopping: no new faults while the agent flushes
+    # The console notifier prints to stdout: its notices join the timeline, marked.
+    with contextlib.redirect_stdout(console.notice_stream()):
+        running = asyncio.create_task(agent.run(stop))
+        stopping = asyncio.create_task(stop.wait())
+        timer = asyncio.get_running_loop().call_later(duration, stop.set) if duration else None
         try:
-            code = await asyncio.wait_for(asyncio.shield(running), grace)
-        except TimeoutError:
-            print(f"opsagent demo: the agent did not stop within {grace:.0f}s", file=sys.stderr)
-            code = EXIT_FAILED
-    finally:
-        if timer is not None:
-            timer.cancel()
-        for task in (injecting, running, stopping):
-            task.cancel()
-        await asyncio.gather(injecting, running, stopping, return_exceptions=True)
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            injecting.cancel()  # stopping: no new faults while the agent flushes
+            try:
+                code = await asyncio.wait_for(asyncio.shield(running), grace)
+            except TimeoutError:
+                print(f"opsagent demo: the agent did not stop within {grace:.0f}s", file=sys.stderr)
+                code = EXIT_FAILED
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for task in (injecting, running, stopping):
+                task.cancel()
+            await asyncio.gather(injecting, running, stopping, return_exceptions=True)
     console.message(console.summary(_shown(config.agent.store_path)))
+    incidents = _incidents(agent)
+    if incidents is not None:
+        console.message(console.incidents(incidents, since))
+        console.message("  try: opsagent incidents --all; opsagent incident ID")
     return code
+
+
+def _incidents(agent: Agent) -> list[Incident] | None:
+    """Every incident the agent recorded (newest first), read once it has stopped.
+
+    The agent closed its store on the way out, so its incidents are read from the file
+    (read-only); None when that is not possible (the agent did not stop in time).
+    """
+    if agent.incidents is None:
+        return None
+    try:
+        with Store.open(agent.config.agent.store_path, read_only=True) as store:
+            return store.run_read_only(
+                lambda con: store_incidents.listing(con, include_resolved=True, limit=1000)
+            )
+    except (StoreError, duckdb.Error, OSError):
+        return None
 
 
 def _load(config_path: Path, port: int, data_dir: Path) -> Config:
@@ -161,11 +191,19 @@ def _intro(
         if steps
         else "no faults injected"
     )
+    rules = config.incidents
+    told = (
+        f"notices (✉) go to {', '.join(rules.notify)}"
+        if rules.notify
+        else "no notifier in incidents.notify: incidents are recorded, not announced"
+    )
     return "\n".join(
         [
             f"opsagent demo: shop at {shop.base_url} (pid {shop.pid}, data in {_shown(shop.data_dir)})",
             f"  agent {config.agent.name!r} runs {len(config.probes)} probes from {_shown(config_path)} {until}",
             f"  {faults}",
+            f"  an incident opens after {rules.failures} failed runs in a row and resolves after "
+            f"{rules.successes} passing ones; {told}",
             "",
         ]
     )

@@ -1,25 +1,32 @@
-"""The demo's live console: one line per probe result, faults interleaved.
+"""The demo's live console: one line per probe result, faults and notices interleaved.
 
     +  4.1s  ✓ shop-api        ok      3 ms  status=200
     + 15.0s  ⚡ fault: shop API slowed to 1.5 s (probe timeout is 1 s)
     + 17.2s  ▼ shop-api        FAIL 1001 ms  timed out after 1s   (was ok)
+    + 20.3s  ✉ notice: 🔔 OPENED       critical  shop-api failing — timed out after 1s
     + 27.3s  ▲ shop-api        OK      4 ms  recovered after 10.1s
+    + 30.4s  ✉ notice: ✅ RESOLVED     critical  shop-api failing — recovered after 10s
 
 A change of state (ok → fail, fail → ok) gets its own mark and says what it was, so
-the moment a fault is detected stands out. Colours only when the stream is a terminal
-and NO_COLOR is unset.
+the moment a fault is detected stands out. Notices are what the `console` notifier
+prints (the demo routes its stdout through `notice_stream()`), so they show exactly
+what a Slack channel or an inbox would receive, at the moment the outbox sent it.
+Colours only when the stream is a terminal and NO_COLOR is unset.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TextIO
 
+from agent.incidents.models import Incident, IncidentState
 from agent.results import ProbeResult, Status
 
 _RESET = "\033[0m"
@@ -29,6 +36,7 @@ _STYLES = {
     "error": "\033[33m",  # yellow
     "change": "\033[1m",  # bold
     "fault": "\033[1;35m",  # bold magenta
+    "notice": "\033[1;34m",  # bold blue
     "demo": "\033[36m",  # cyan
     "dim": "\033[2m",
 }
@@ -72,6 +80,14 @@ class ConsoleTimeline:
         """Print a fault-injector line (`⚡ fault: ...`, `↺ demo: ...`) at the current time."""
         style = "fault" if line.startswith("⚡") else "demo"
         self._write(f"{self._elapsed()}  {self._paint(line, style)}")
+
+    def notice(self, line: str) -> None:
+        """Print a line the console notifier wrote, marked as a notice, at the current time."""
+        self._write(f"{self._elapsed()}  {self._paint(NOTICE_MARK + line, 'notice')}")
+
+    def notice_stream(self) -> TextIO:
+        """A text stream whose every line becomes a `notice()` (for `redirect_stdout`)."""
+        return _NoticeLines(self)
 
     def message(self, line: str) -> None:
         """Print a plain line (start-up notes, the summary) without a timestamp."""
@@ -127,6 +143,40 @@ class ConsoleTimeline:
             ]
         return "\n".join(lines)
 
+    def incidents(self, incidents: Sequence[Incident], since: datetime) -> str:
+        """The incidents of this demo run: when each opened and resolved, and why.
+
+        `since` is the wall-clock time the timeline started (incidents keep UTC times).
+        """
+        shown = [
+            i
+            for i in incidents
+            if i.opened_at is not None
+            and (i.opened_at >= since or (i.resolved_at is not None and i.resolved_at >= since))
+        ]
+        if not shown:
+            return "No incident opened: every failure cleared before its threshold."
+        opened = sum(1 for i in shown if i.opened_at is not None and i.opened_at >= since)
+        resolved = sum(1 for i in shown if i.state is IncidentState.RESOLVED)
+        still = len(shown) - resolved
+        lines = [
+            f"Incidents: {opened} opened, {resolved} resolved"
+            + (f", {still} still open" if still else ""),
+        ]
+        for i in sorted(shown, key=lambda i: (i.opened_at, i.id)):
+            assert i.opened_at is not None
+            when = f"opened {_offset(i.opened_at, since)}"
+            if i.resolved_at is not None:
+                lasted = (i.resolved_at - i.opened_at).total_seconds()
+                end = f"{i.resolution or 'resolved'} {_offset(i.resolved_at, since)} after {lasted:.0f}s"
+            else:
+                end = i.state.value + (", flapping" if i.flapping else "")
+            summary = i.summary if len(i.summary) <= 60 else i.summary[:59] + "…"
+            lines.append(
+                f"  #{i.id:<4} {i.probe:<16} {i.severity:<9} {when:<15} {end:<32} {summary}"
+            )
+        return "\n".join(lines)
+
     def _elapsed(self) -> str:
         return f"+{self.clock() - self.started:5.1f}s"
 
@@ -139,6 +189,32 @@ class ConsoleTimeline:
     def _write(self, line: str) -> None:
         self.stream.write(line + "\n")
         self.stream.flush()
+
+
+NOTICE_MARK = "✉ notice: "
+
+
+class _NoticeLines(io.StringIO):
+    """Collects written text and hands each complete line to `ConsoleTimeline.notice`."""
+
+    def __init__(self, timeline: ConsoleTimeline) -> None:
+        super().__init__()
+        self._timeline = timeline
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self._partial += text
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            self._timeline.notice(line)
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _offset(at: datetime, since: datetime) -> str:
+    return f"+{(at - since).total_seconds():.1f}s"
 
 
 def _describe(result: ProbeResult) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -35,31 +36,65 @@ def stored_counts(config_path: Path) -> dict[tuple[str, str], int]:
     return {(probe, status): n for probe, status, n in rows}
 
 
-async def test_demo_stores_results_from_every_probe_and_shows_a_fault(
+async def test_demo_detects_a_fault_opens_notifies_and_resolves_incidents(
     config_path: Path, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "demo"
     out = io.StringIO()
     before = {key: os.environ.get(key) for key in ENV_KEYS}
     timeline = [
-        Step(4, KillShop(), "shop process killed (SIGKILL)"),
-        Step(7, StartShop(), "shop process restarted", fault=False),
+        Step(3, KillShop(), "shop process killed (SIGKILL)"),
+        Step(10, StartShop(), "shop process restarted", fault=False),
     ]
 
-    code = await run_demo(config_path, 12, data_dir, timeline=timeline, out=out)
+    code = await run_demo(config_path, 20, data_dir, timeline=timeline, out=out)
 
     assert code == 0
     counts = stored_counts(config_path)
     configured = {p["name"] for p in yaml.safe_load(REPO_CONFIG.read_text())["probes"]}
-    assert {probe for probe, _ in counts} == configured
-    assert counts[("shop-port", "fail")] >= 1  # the kill was detected ...
+    assert {probe for probe, _ in counts} >= configured
+    assert counts[("shop-port", "fail")] >= 2  # the kill was detected ...
     assert counts[("shop-port", "ok")] >= 2  # ... between healthy runs
     text = out.getvalue()
     assert "⚡ fault: shop process killed (SIGKILL)" in text
     assert "▼ shop-port" in text and "▲ shop-port" in text
     assert "opsagent query 'select probe, status, count(*) from results group by all'" in text
+    # The incident opened, the console notifier's notices joined the timeline, it resolved.
+    notices = [line for line in text.splitlines() if "✉ notice:" in line]
+    opened = "✉ notice: 🔔 OPENED       critical  shop-port failing — connect refused"
+    resolved = "✉ notice: ✅ RESOLVED     critical  shop-port failing — recovered after"
+    assert any(opened in line for line in notices), text
+    assert any(resolved in line for line in notices), text
+    summary = text.split("Incidents: ")[1]
+    assert re.match(r"\d+ opened, \d+ resolved", summary)
+    assert re.search(r"#\d+ +shop-port +critical +opened \+[\d.]+s +recovered \+", summary)
+    with duckdb.connect(str(config_path.parent / "var" / "opsagent.duckdb"), read_only=True) as db:
+        rows = db.execute(
+            "select state, resolution from incidents where probe = 'shop-port'"
+        ).fetchall()
+        sent = db.execute(
+            "select event from notifications where target = 'console' and state = 'sent' "
+            "and incident_id in (select id from incidents where probe = 'shop-port') order by id"
+        ).fetchall()
+    assert rows == [("resolved", "recovered")]
+    assert sent == [("opened",), ("resolved",)]
     assert shop_processes(data_dir.resolve()) == []
     assert {key: os.environ.get(key) for key in ENV_KEYS} == before
+
+
+def test_the_demo_logs_errors_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The timeline shows every failure: the agent's per-transition warnings would repeat it."""
+    from agent import cli
+
+    levels: list[str] = []
+
+    async def fake_demo(*_: object) -> int:
+        return 0
+
+    monkeypatch.setattr("agent.logs.setup_logging", lambda level, **_: levels.append(level))
+    monkeypatch.setattr("agent.demo.runner.run_demo", fake_demo)
+    assert cli.main(["demo", "-c", str(tmp_path / "agent.yaml"), "--duration", "1s"]) == 0
+    assert levels == ["error"]
 
 
 async def test_sigterm_stops_the_demo_and_its_shop(config_path: Path, tmp_path: Path) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
-from datetime import UTC, datetime
+import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.demo.timeline import ConsoleTimeline
+from agent.incidents.models import Incident, IncidentState
 from agent.results import ProbeResult, Status
 
 
@@ -126,3 +129,59 @@ def test_summary_counts_results_per_probe_and_points_at_the_store() -> None:
     assert rows == {"shop-api": ["2", "1", "1"], "shop-port": ["1", "0", "0"]}
     assert "var/opsagent.duckdb" in text
     assert "opsagent query 'select probe, status, count(*) from results group by all'" in text
+
+
+def test_console_notices_join_the_timeline_marked() -> None:
+    tl, out, clock = timeline()
+    clock.now += 20.3
+    with contextlib.redirect_stdout(tl.notice_stream()):
+        print("🔔 OPENED       critical  shop-api failing — timed out after 1s", flush=True)
+        sys.stdout.write("✅ RESOLVED     critical  shop-api ")  # a line in two writes
+        sys.stdout.write("failing — recovered after 10s\n")
+    assert out.getvalue().splitlines() == [
+        "+ 20.3s  ✉ notice: 🔔 OPENED       critical  shop-api failing — timed out after 1s",
+        "+ 20.3s  ✉ notice: ✅ RESOLVED     critical  shop-api failing — recovered after 10s",
+    ]
+
+
+def test_incidents_of_the_run_with_when_they_opened_and_resolved() -> None:
+    tl, _, _ = timeline()
+    since = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+    def incident(id: int, opened: float | None, resolved: float | None, **fields: Any) -> Incident:
+        at = lambda s: None if s is None else since + timedelta(seconds=s)  # noqa: E731
+        return Incident(
+            id=id,
+            fingerprint=f"p{id}",
+            probe=fields.pop("probe", "shop-api"),
+            entity=None,
+            severity="critical",
+            state=IncidentState.RESOLVED if resolved is not None else IncidentState.OPEN,
+            title="t",
+            summary=fields.pop("summary", "timed out after 1s"),
+            pending_since=at(opened or 0) or since,
+            opened_at=at(opened),
+            resolved_at=at(resolved),
+            resolution="recovered" if resolved is not None else None,
+            **fields,
+        )
+
+    text = tl.incidents(
+        [
+            incident(1, -300, -200),  # an earlier demo's: not shown
+            incident(2, -10, 5, probe="shop-port"),  # carried over, resolved in this run
+            incident(3, 20.3, 30.4),
+            incident(4, 60, None, flapping=True, summary="x" * 100),
+        ],
+        since,
+    )
+    lines = text.splitlines()
+    assert lines[0] == "Incidents: 2 opened, 2 resolved, 1 still open"
+    assert [line.split()[:2] for line in lines[1:]] == [
+        ["#2", "shop-port"],
+        ["#3", "shop-api"],
+        ["#4", "shop-api"],
+    ]
+    assert "opened +20.3s" in lines[2] and "recovered +30.4s after 10s" in lines[2]
+    assert "open, flapping" in lines[3] and lines[3].endswith("x" * 59 + "…")
+    assert tl.incidents([incident(1, -300, -200)], since).startswith("No incident opened")
