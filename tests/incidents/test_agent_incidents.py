@@ -89,8 +89,8 @@ async def start_agent(config: Path) -> asyncio.subprocess.Process:
     )
 
 
-async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate: Any, within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
@@ -130,7 +130,9 @@ async def test_outage_opens_notifies_and_resolves(tmp_path: Path, world: World) 
     assert [(r[1], r[2]) for r in rows] == [("shop-api", "resolved")]
 
 
-async def test_kill_9_with_pending_notices_delivers_each_exactly_once(tmp_path: Path, world: World) -> None:
+async def test_kill_9_with_pending_notices_delivers_each_exactly_once(
+    tmp_path: Path, world: World
+) -> None:
     config = write_config(tmp_path, world.base)
     world.hook_up = False
     world.shop_up = False
