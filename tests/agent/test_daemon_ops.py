@@ -205,7 +205,12 @@ async def test_sighup_with_an_invalid_file_keeps_the_config_and_logs_every_probl
     assert any("probes[0].every: invalid duration 'often'" in p for p in problems)
     assert any("probes[0].expect[0]" in p for p in problems)
 
-    before = await counts(client)
+    # The refusal can come before the first results are flushed: wait for both probes.
+    before: dict[str, int] = {}
+    async with asyncio.timeout(10):
+        while not {"web", "web-strict"} <= set(before):
+            await asyncio.sleep(0.1)
+            before = await counts(client)
     await asyncio.sleep(0.6)
     after = await counts(client)
     assert after["web"] > before["web"] and after["web-strict"] > before["web-strict"]
