@@ -146,13 +146,19 @@ class ConsoleTimeline:
     def incidents(self, incidents: Sequence[Incident], since: datetime) -> str:
         """The incidents of this demo run: when each opened and resolved, and why.
 
-        `since` is the wall-clock time the timeline started (incidents keep UTC times).
+        Shown: those opened or resolved since `since` (the wall-clock time the timeline
+        started; incidents keep UTC times), and any still open. The store outlives a
+        demo run, and so do its open incidents: times before the run are negative.
         """
         shown = [
             i
             for i in incidents
             if i.opened_at is not None
-            and (i.opened_at >= since or (i.resolved_at is not None and i.resolved_at >= since))
+            and (
+                i.opened_at >= since
+                or i.resolved_at is None  # still open, perhaps from an earlier run
+                or i.resolved_at >= since
+            )
         ]
         if not shown:
             return "No incident opened: every failure cleared before its threshold."
@@ -214,7 +220,8 @@ class _NoticeLines(io.StringIO):
 
 
 def _offset(at: datetime, since: datetime) -> str:
-    return f"+{(at - since).total_seconds():.1f}s"
+    seconds = (at - since).total_seconds()
+    return f"{'+' if seconds >= 0 else '-'}{abs(seconds):.1f}s"
 
 
 def _describe(result: ProbeResult) -> str:

@@ -172,16 +172,19 @@ def test_incidents_of_the_run_with_when_they_opened_and_resolved() -> None:
             incident(2, -10, 5, probe="shop-port"),  # carried over, resolved in this run
             incident(3, 20.3, 30.4),
             incident(4, 60, None, flapping=True, summary="x" * 100),
+            incident(5, -400, None, probe="stock-drift"),  # an earlier demo's, still open
         ],
         since,
     )
     lines = text.splitlines()
-    assert lines[0] == "Incidents: 2 opened, 2 resolved, 1 still open"
+    assert lines[0] == "Incidents: 2 opened, 2 resolved, 2 still open"
     assert [line.split()[:2] for line in lines[1:]] == [
+        ["#5", "stock-drift"],
         ["#2", "shop-port"],
         ["#3", "shop-api"],
         ["#4", "shop-api"],
     ]
-    assert "opened +20.3s" in lines[2] and "recovered +30.4s after 10s" in lines[2]
-    assert "open, flapping" in lines[3] and lines[3].endswith("x" * 59 + "…")
+    assert "opened -400.0s" in lines[1]
+    assert "opened +20.3s" in lines[3] and "recovered +30.4s after 10s" in lines[3]
+    assert "open, flapping" in lines[4] and lines[4].endswith("x" * 59 + "…")
     assert tl.incidents([incident(1, -300, -200)], since).startswith("No incident opened")
