@@ -49,6 +49,7 @@ class Outcome:
     incidents: list[Incident] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
     notices: list[NoticeRequest] = field(default_factory=list)
+    silences: list[Silence] = field(default_factory=list)  # silences that ended
 
     def touch(self, incident: Incident) -> None:
         """Record that `incident` changed (once)."""
@@ -61,6 +62,7 @@ class Outcome:
             self.touch(incident)
         self.transitions += other.transitions
         self.notices += other.notices
+        self.silences += other.silences
 
 
 @dataclass
@@ -303,6 +305,7 @@ class IncidentEngine:
             ):
                 ended = Silence(**{**silence.__dict__, "ended_at": at})
                 self.silences[silence.id] = ended
+                out.silences.append(ended)
 
     def _set_state(
         self,
@@ -458,9 +461,9 @@ class IncidentEngine:
                 self._notify(incident, NoticeEvent.REMINDER, policy.notify, now, out)
         for silence in list(self.silences.values()):
             if silence.ended_at is None and silence.ends_at <= now:
-                self.silences[silence.id] = Silence(
-                    **{**silence.__dict__, "ended_at": silence.ends_at}
-                )
+                ended = Silence(**{**silence.__dict__, "ended_at": silence.ends_at})
+                self.silences[silence.id] = ended
+                out.silences.append(ended)
         return out
 
     # -- people ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ state change the store does not hold.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -149,6 +150,8 @@ class IncidentService:
         return IncidentNotFound(f"incident #{incident_id} is {stored.state.value}")
 
     async def _persist(self, out: Outcome) -> None:
+        for silence in out.silences:  # ended by their incident resolving, or by time
+            await self._store.run(functools.partial(sql.save_silence, silence=silence), write=True)
         if not (out.incidents or out.transitions or out.notices):
             return
         now = self._clock()

@@ -167,3 +167,26 @@ async def test_ack_and_silence_are_stored_with_their_actor(tmp_path: Path) -> No
     stored = await store.run(lambda c: sql.silences(c, now=clock.now))
     assert [(s.id, str(s.matcher), s.reason) for s in stored] == [(silence.id, "shop-*", "deploy")]
     await store.close()
+
+
+async def test_a_silence_ended_by_its_incident_is_stored_as_ended(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "s.duckdb"
+    store = await open_store(path)
+    policy = Policy(notify=("slack",), failures=1, successes=1)
+    service = IncidentService(store, lambda _: policy, agent_name="t", clock=clock)
+    await service.start()
+    await service.observe(result(T0, True))
+    silence = await service.silence(
+        Matcher.parse("shop-api"),
+        timedelta(hours=2),
+        reason="known",
+        created_by="bob",
+        end_on_resolve=True,
+    )
+    clock.now = T0 + timedelta(seconds=10)
+    await service.observe(result(clock.now, False))
+    await store.close()
+    with Store.open(path, read_only=True) as reopened:
+        stored = reopened.run_read_only(lambda c: sql.silences(c))
+    assert [(s.id, s.ended_at) for s in stored] == [(silence.id, clock.now)]
