@@ -157,3 +157,36 @@ async def test_kill_9_with_pending_notices_delivers_each_exactly_once(
     assert [n["event"] for n in world.notices] == ["opened", "resolved"]
     rows = incidents(tmp_path / "var" / "opsagent.duckdb")
     assert len(rows) == 1 and rows[0][2] == "resolved"
+
+
+async def test_reload_neither_reopens_nor_realerts(tmp_path: Path, world: World) -> None:
+    from agent.config_loader import load_config
+    from agent.daemon import Agent
+
+    config = write_config(tmp_path, world.base)
+    world.shop_up = False
+    agent = Agent(load_config(config, env={}), config_path=config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop, install_signals=False))
+    try:
+        await wait_for(lambda: len(world.notices) == 1)
+        # A changed interval and a new probe, while the incident is open.
+        config.write_text(
+            config.read_text().replace(
+                "every: 200ms, timeout: 150ms", "every: 300ms, timeout: 150ms"
+            )
+            + f"  - {{name: other, kind: tcp, port: {world.base.rsplit(':', 1)[1]}, every: 1s}}\n"
+        )
+        plan = await agent.reload()
+        assert "other" in plan.summary()
+        await asyncio.sleep(1.5)  # several more failing runs of shop-api after the reload
+        assert [n["event"] for n in world.notices] == ["opened"]
+        world.shop_up = True
+        await wait_for(lambda: len(world.notices) == 2)
+        assert world.notices[1]["event"] == "resolved"
+        assert world.notices[1]["incident"]["id"] == world.notices[0]["incident"]["id"]
+    finally:
+        stop.set()
+        assert await task == 0
+    rows = incidents(tmp_path / "var" / "opsagent.duckdb")
+    assert [(r[1], r[2]) for r in rows] == [("shop-api", "resolved")]
