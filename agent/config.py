@@ -10,9 +10,9 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from agent.durations import Duration
 from agent.incidents.settings import IncidentSettings, MaintenanceWindow
@@ -157,12 +157,6 @@ class Config(StrictModel):
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
 
-    _by_name: dict[str, ProbeSpec] = PrivateAttr(default_factory=dict)
-
-    def model_post_init(self, context: Any, /) -> None:
-        """Index probes by name: the spine looks one up for every result."""
-        self._by_name.update((p.name, p) for p in self.probes)
-
     def probe(self, name: str) -> ProbeSpec | None:
-        """The probe with this name, if any."""
-        return self._by_name.get(name)
+        """The probe with this name, if any (a scan: index it where it is called per result)."""
+        return next((p for p in self.probes if p.name == name), None)

@@ -71,6 +71,8 @@ class Agent:
         self.redactor = Redactor.from_model(config)
         self.notifier = notifier  # None: read NOTIFY_SOCKET/WATCHDOG_USEC when run
         self._listeners: list[Listener] = []
+        # Probe specs by name for the config in force, rebuilt when a reload replaces it.
+        self._probes_by_name: tuple[Config | None, dict[str, ProbeSpec]] = (None, {})
         self.events = EventHub()
         self.metrics = AgentMetrics(self)
         self.pipeline: Pipeline | None = None
@@ -440,8 +442,10 @@ class Agent:
                 await self.incidents.tick()
 
     def _policy(self, probe: str) -> Policy:
-        """How incidents of `probe` behave, from the current config."""
-        spec = self.config.probe(probe)
+        """How incidents of `probe` behave, from the current config (looked up per result)."""
+        if self._probes_by_name[0] is not self.config:
+            self._probes_by_name = (self.config, {p.name: p for p in self.config.probes})
+        spec = self._probes_by_name[1].get(probe)
         settings = self.config.incidents
         if spec is None:  # the agent's own self-check, or a probe removed by a reload
             return policy_for_unknown(settings)
