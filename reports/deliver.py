@@ -15,11 +15,8 @@ from datetime import UTC
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
-import aiosmtplib
-
 from agent.notifiers.context import NotifyContext
-from agent.notifiers.email import EmailSpec, _as_notify_error
-from agent.redaction import Redactor
+from agent.notifiers.email import EmailSpec, send_email
 from reports.data import ReportData
 from reports.render import render_html, render_text, subject
 from reports.settings import SECTIONS, Section
@@ -52,27 +49,10 @@ def build_message(
 
 async def send_message(spec: EmailSpec, message: EmailMessage, ctx: NotifyContext) -> str:
     """Send through the spec's SMTP server; a one-line detail, or `NotifyError`."""
-    smtp = spec.smtp
-    password = smtp.password.get_secret_value() if smtp.password else None
-    redactor = Redactor([password] if password else [])
-    where = f"smtp {smtp.host}:{smtp.effective_port}"
-    try:
-        errors, _ = await aiosmtplib.send(
-            message,
-            hostname=smtp.host,
-            port=smtp.effective_port,
-            username=smtp.username,
-            password=password,
-            use_tls=smtp.tls,
-            start_tls=smtp.starttls,
-            timeout=smtp.timeout.total_seconds(),
-            tls_context=ctx.tls_context(smtp.ca_file, smtp.validate_certs),
-        )
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        raise _as_notify_error(where, exc, redactor) from None
+    refused = await send_email(spec, message, ctx)
     message_id = message["Message-ID"]
-    if errors:
-        return f"sent {message_id}; refused: {', '.join(sorted(errors))}"
+    if refused:
+        return f"sent {message_id}; refused: {', '.join(refused)}"
     return f"sent {message_id}"
 
 

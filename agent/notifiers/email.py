@@ -296,6 +296,20 @@ async def send(spec: EmailSpec, notice: Notice, ctx: NotifyContext) -> Delivery:
     previous = ctx.previous_ref or {}
     root = previous.get("message_id") if notice.event is not NoticeEvent.OPENED else None
     message, message_id = build_message(spec, notice, root)
+    refused = await send_email(spec, message, ctx)
+    ref = {"message_id": root or message_id}
+    if refused:
+        # Some recipients got it; sending again would duplicate it for them.
+        return Delivery(ref=ref, detail=f"sent {message_id}; refused: {', '.join(refused)}")
+    return Delivery(ref=ref, detail=f"sent {message_id}")
+
+
+async def send_email(spec: EmailSpec, message: EmailMessage, ctx: NotifyContext) -> list[str]:
+    """Send any message through the spec's SMTP server (incident notices, reports).
+
+    Returns the recipients the server refused while accepting others; raises
+    `NotifyError` (permanent for configuration problems) when nothing was sent.
+    """
     smtp = spec.smtp
     password = smtp.password.get_secret_value() if smtp.password else None
     redactor = Redactor([password] if password else [])
@@ -314,12 +328,7 @@ async def send(spec: EmailSpec, notice: Notice, ctx: NotifyContext) -> Delivery:
         )
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         raise _as_notify_error(where, exc, redactor) from None
-    ref = {"message_id": root or message_id}
-    if errors:
-        # Some recipients got it; sending again would duplicate it for them.
-        refused = ", ".join(sorted(errors))
-        return Delivery(ref=ref, detail=f"sent {message_id}; refused: {refused}")
-    return Delivery(ref=ref, detail=f"sent {message_id}")
+    return sorted(errors)
 
 
 SPEC = EmailSpec
