@@ -6,7 +6,6 @@ Fixtures for tests/api and tests/agent; a conftest (or test module) imports them
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,9 +65,11 @@ class RunningAgent:
     client: httpx.AsyncClient
     stopped: asyncio.Event
     task: asyncio.Task[int]
+    judged: bool = False  # the test awaited the stop itself; the fixture leaves it alone
 
     async def stop(self) -> int:
-        """Stop the agent as SIGTERM would; its exit code."""
+        """Stop the agent as SIGTERM would; its exit code (raises what the stop raised)."""
+        self.judged = True
         self.stopped.set()
         await self.client.aclose()
         return await asyncio.wait_for(self.task, 30)
@@ -84,7 +85,7 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[StartAgent]:
     The text's `agent:` section should set `api: {listen: "127.0.0.1:0"}`; the fixture
     waits for `api.addr`, and stops every agent it started at the end of the test.
     """
-    stops: list[tuple[asyncio.Event, asyncio.Task[int], httpx.AsyncClient]] = []
+    stops: list[RunningAgent] = []
 
     async def start(text: str, env: dict[str, str] | None = None) -> RunningAgent:
         config_path = tmp_path / "agent.yaml"
@@ -105,15 +106,16 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[StartAgent]:
         client = httpx.AsyncClient(
             base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
-        stops.append((stop, task, client))
-        return RunningAgent(agent, config_path, data_dir, url, token, client, stop, task)
+        running = RunningAgent(agent, config_path, data_dir, url, token, client, stop, task)
+        stops.append(running)
+        return running
 
     yield start
-    for stop, task, client in stops:
-        await client.aclose()
-        stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 30)
+    for running in stops:
+        if running.judged:
+            continue
+        # A clean stop is part of every test: an agent that fails to stop fails it.
+        assert await running.stop() == 0
 
 
 def agent_yaml(

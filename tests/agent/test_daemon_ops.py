@@ -23,10 +23,12 @@ import httpx
 import pytest
 
 from agent.config_loader import parse_config
+from agent.errors import StoreError
 from agent.reload import plan_reload
 from agent.store import LatestResult
 from agent.systemd import Notifier
 from tests.running_agent import StartAgent, Target, agent_yaml, start_agent, target, wait_until
+from tests.services import REQUIRED
 
 REPO = Path(__file__).resolve().parents[2]
 __all__ = ["start_agent", "target"]  # fixtures, imported for the tests below
@@ -317,6 +319,9 @@ async def test_watchdog_pings_stop_when_the_store_writer_dies(
     health = await running.client.get("/healthz")
     assert health.status_code == 503
     assert health.json()["problems"] == ["the store's writer is not running"]
+    # Stopping now cannot flush: the agent says how many results were lost, and why.
+    with pytest.raises(StoreError, match=r"results not written: RuntimeError: disk on fire"):
+        await running.stop()
 
 
 async def test_self_check_and_heartbeat_notice_when_probes_stop_running_on_time(
@@ -469,7 +474,7 @@ def test_unit_file_passes_systemd_analyze(tmp_path: Path) -> None:
         assert f"\n{line}\n" in unit
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
     if shutil.which("systemd-analyze") is None:
-        if os.environ.get("OPSAGENT_REQUIRE_SERVICES") == "1":
+        if REQUIRED:
             pytest.fail("systemd-analyze is not installed (.ci/run installs it)", pytrace=False)
         pytest.skip("systemd-analyze is not installed")
     # verify wants ExecStart to exist: point it at this environment's opsagent.
