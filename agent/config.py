@@ -21,6 +21,7 @@ from agent.notifiers import spec_types as notifier_spec_types
 from agent.probe_spec import NAME_PATTERN, ProbeSpec, StrictModel
 from agent.sources import SourceSpec
 from probes import spec_types
+from reports.settings import ReportSpec
 
 if TYPE_CHECKING:
     AnyProbe = ProbeSpec
@@ -156,6 +157,9 @@ class Config(StrictModel):
     )
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    reports: list[ReportSpec] = Field(
+        default_factory=list, description="Periodic reports, generated and emailed by the agent."
+    )
 
     def probe(self, name: str) -> ProbeSpec | None:
         """The probe with this name, if any (a scan: index it where it is called per result)."""

@@ -1,0 +1,134 @@
+"""Reports inside the running agent: one scheduler job per configured report.
+
+`sync()` (at start and after every reload) adds a job per report, a `CronTrigger` for
+`cron` (UTC) or an interval for `every`, re-adds only those whose schedule changed and
+removes those gone from the config. A job generates the report for `period` up to now
+and queues its emails in the outbox; `generate()` does the same on demand (the API).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from agent.errors import StoreError
+from agent.results import utcnow
+from reports.data import Period
+from reports.generate import period_ending
+from reports.service import Produced, produce
+from reports.settings import ReportSpec
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
+
+log = logging.getLogger(__name__)
+
+JOB_PREFIX = "report:"
+# A report due while the agent was busy (or the loop stalled) still runs this late.
+MISFIRE_GRACE_S = 3600
+
+
+def _schedule(spec: ReportSpec) -> str:
+    return f"cron {spec.cron}" if spec.cron is not None else f"every {spec.every}"
+
+
+class ReportJobs:
+    """The scheduled reports of one agent."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._schedules: dict[str, str] = {}  # report name -> its schedule, as scheduled
+        self._scheduler: AsyncIOScheduler | None = None
+        self.generated = 0
+        self.failed = 0
+
+    def sync(self, scheduler: AsyncIOScheduler, reports: list[ReportSpec]) -> None:
+        """(Re)schedule the reports whose schedule is new or changed; drop removed ones."""
+        self._scheduler = scheduler
+        wanted = {spec.name: spec for spec in reports}
+        for name in set(self._schedules) - set(wanted):
+            scheduler.remove_job(JOB_PREFIX + name)
+            del self._schedules[name]
+        for name, spec in wanted.items():
+            schedule = _schedule(spec)
+            if self._schedules.get(name) == schedule:
+                continue  # other fields are read when the job runs; keep its next run
+            trigger = (
+                CronTrigger.from_crontab(spec.cron, timezone="UTC")
+                if spec.cron is not None
+                else IntervalTrigger(seconds=spec.every.total_seconds() if spec.every else 86400)
+            )
+            scheduler.add_job(
+                self._scheduled,
+                trigger,
+                args=[name],
+                id=JOB_PREFIX + name,
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=MISFIRE_GRACE_S,
+            )
+            self._schedules[name] = schedule
+            log.info("report %s scheduled (%s)", name, schedule)
+
+    def schedule_of(self, name: str) -> tuple[str, datetime | None]:
+        """A report's schedule as text and its next run (None when not scheduled)."""
+        job = self._scheduler.get_job(JOB_PREFIX + name) if self._scheduler else None
+        next_run: datetime | None = getattr(job, "next_run_time", None)
+        return self._schedules.get(name, ""), next_run
+
+    async def _scheduled(self, name: str) -> None:
+        spec = next((r for r in self._agent.config.reports if r.name == name), None)
+        if spec is None:  # removed by a reload racing the timer
+            return
+        now = utcnow()
+        try:
+            done = await self.generate(spec, period_ending(spec, now), now=now, send=True)
+        except Exception:  # the store or a bug: log it, the next run tries again
+            self.failed += 1
+            log.exception("report %s failed", name)
+            return
+        log.info(
+            "report %s #%d written to %s; %d emails queued",
+            name,
+            done.report.id,
+            done.report.html_path,
+            len(done.notices),
+        )
+
+    async def generate(
+        self,
+        spec: ReportSpec,
+        period: Period,
+        *,
+        now: datetime | None = None,
+        send: bool,
+        trigger: str = "schedule",
+    ) -> Produced:
+        """Generate `spec` for `period` now; with `send`, queue its emails and wake the outbox."""
+        agent = self._agent
+        store, incidents = agent.running_store(), agent.incidents
+        if incidents is None:
+            raise StoreError("the agent is not running")
+        done = await produce(
+            store,
+            agent.config,
+            spec,
+            period=period,
+            now=now or utcnow(),
+            trigger=trigger,
+            send=send,
+            notice_ids=incidents.next_notice_id,
+        )
+        self.generated += 1
+        if done.notices and agent.outbox is not None:
+            agent.outbox.wake()
+        return done
+
+
+__all__ = ["ReportJobs"]
