@@ -27,6 +27,7 @@ from agent.daemon import Agent
 from agent.demo import data
 from agent.demo.faults import ROUND_SECONDS, FaultInjector, Step, default_timeline
 from agent.demo.process import ShopProcess, ShopStartError, free_port, launch_shop
+from agent.demo.report import write_report
 from agent.demo.timeline import ConsoleTimeline
 from agent.errors import ConfigError, StoreError
 from agent.incidents.models import Incident
@@ -129,6 +130,7 @@ async def _watch(
     if incidents is not None:
         console.message(console.incidents(incidents, since))
         console.message("  try: opsagent incidents --all; opsagent incident ID")
+    console.message(await write_report(config, since))
     return code
 
 

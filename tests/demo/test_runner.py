@@ -68,6 +68,10 @@ async def test_demo_detects_a_fault_opens_notifies_and_resolves_incidents(
     summary = text.split("Incidents: ")[1]
     assert re.match(r"\d+ opened, \d+ resolved", summary)
     assert re.search(r"#\d+ +shop-port +critical +opened \+[\d.]+s +recovered \+", summary)
+    # The closing report over the run, stored and listed.
+    report = Path(re.findall(r"Report of this run: (\S+\.html)", text)[0])
+    assert report.parent == config_path.parent / "var" / "reports"
+    assert "shop-port" in await asyncio.to_thread(report.read_text, "utf-8")
     with duckdb.connect(str(config_path.parent / "var" / "opsagent.duckdb"), read_only=True) as db:
         rows = db.execute(
             "select state, resolution from incidents where probe = 'shop-port'"
@@ -76,6 +80,8 @@ async def test_demo_detects_a_fault_opens_notifies_and_resolves_incidents(
             "select event from notifications where target = 'console' and state = 'sent' "
             "and incident_id in (select id from incidents where probe = 'shop-port') order by id"
         ).fetchall()
+        listed = db.execute("select name, trigger, html_path from reports").fetchall()
+    assert listed == [("daily", "demo", str(report))]
     assert rows == [("resolved", "recovered")]
     assert sent == [("opened",), ("resolved",)]
     assert shop_processes(data_dir.resolve()) == []
