@@ -247,7 +247,7 @@ def _stored(config: Config, name: str | None, limit: int) -> ReportsResponse:
     configured = [
         ScheduledReport(
             name=spec.name,
-            schedule=f"cron {spec.cron}" if spec.cron is not None else f"every {spec.every}",
+            schedule=spec.schedule,
             period_s=spec.period.total_seconds(),
             notify=list(spec.notify),
             next_run=None,

@@ -33,10 +33,6 @@ JOB_PREFIX = "report:"
 MISFIRE_GRACE_S = 3600
 
 
-def _schedule(spec: ReportSpec) -> str:
-    return f"cron {spec.cron}" if spec.cron is not None else f"every {spec.every}"
-
-
 class ReportJobs:
     """The scheduled reports of one agent."""
 
@@ -55,7 +51,7 @@ class ReportJobs:
             scheduler.remove_job(JOB_PREFIX + name)
             del self._schedules[name]
         for name, spec in wanted.items():
-            schedule = _schedule(spec)
+            schedule = spec.schedule
             if self._schedules.get(name) == schedule:
                 continue  # other fields are read when the job runs; keep its next run
             trigger = (

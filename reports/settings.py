@@ -93,6 +93,15 @@ class ReportSpec(StrictModel):
             raise ValueError("a section is listed twice")
         return value
 
+    @property
+    def schedule(self) -> str:
+        """`cron 0 7 * * *` or `every 1d`, for listings and logs."""
+        from agent.durations import format_duration
+
+        if self.cron is not None:
+            return f"cron {self.cron}"
+        return f"every {format_duration(self.every) if self.every else '?'}"
+
     @model_validator(mode="after")
     def _one_schedule(self) -> ReportSpec:
         if (self.cron is None) == (self.every is None):

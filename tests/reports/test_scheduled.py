@@ -182,3 +182,31 @@ async def test_failed_send_is_retried_and_delivered_exactly_once(
     await asyncio.sleep(2)
     assert len(mailbox.received) == 1
     assert [r.send_state for r in await _reports(again)] == ["sent"]
+
+
+async def test_reload_reschedules_adds_and_removes_report_jobs(
+    start_agent: StartAgent, target: object, smtp: tuple[int, Mailbox]
+) -> None:
+    port, mailbox = smtp
+    base = target.base  # type: ignore[attr-defined]
+    running = await start_agent(_yaml(base, port, 'cron: "0 0 1 1 *"'))
+    jobs = running.agent.reports
+    schedule, next_run = jobs.schedule_of("daily")
+    assert schedule == "cron 0 0 1 1 *" and next_run is not None and next_run.month == 1
+
+    await asyncio.to_thread(running.config_path.write_text, _yaml(base, port, "every: 1s"))
+    await running.agent.reload()
+    assert jobs.schedule_of("daily")[0] == "every 1s"
+
+    async def generated() -> bool:
+        return len(await _reports(running)) >= 1
+
+    await wait_until(generated, within=10)
+
+    without = _yaml(base, port, "every: 1s").split("reports:")[0]
+    await asyncio.to_thread(running.config_path.write_text, without)
+    await running.agent.reload()
+    assert jobs.schedule_of("daily") == ("", None)
+    count = len(await _reports(running))
+    await asyncio.sleep(2.5)
+    assert len(await _reports(running)) == count  # no job left to generate more
