@@ -187,7 +187,7 @@ async def test_failed_send_is_retried_and_delivered_exactly_once(
 async def test_reload_reschedules_adds_and_removes_report_jobs(
     start_agent: StartAgent, target: object, smtp: tuple[int, Mailbox]
 ) -> None:
-    port, mailbox = smtp
+    port, _ = smtp
     base = target.base  # type: ignore[attr-defined]
     running = await start_agent(_yaml(base, port, 'cron: "0 0 1 1 *"'))
     jobs = running.agent.reports
