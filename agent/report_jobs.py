@@ -4,18 +4,20 @@
 `cron` (UTC) or an interval for `every`, re-adds only those whose schedule changed and
 removes those gone from the config. A job generates the report for `period` up to now
 and queues its emails in the outbox; `generate()` does the same on demand (the API).
+One more job keeps the hourly rollups (`agent.store_rollup`) that long reports read.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from agent import store_rollup
 from agent.errors import StoreError
 from agent.results import utcnow
 from reports.data import Period
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOB_PREFIX = "report:"
+ROLLUP_JOB = "report-rollups"
+ROLLUP_EVERY_S = 600.0
+ROLLUP_FIRST_S = 60.0  # after start: catch up without slowing the start itself
+ROLLUP_HOURS_PER_CALL = 6  # a backlog is rolled up a few hours at a time: writes go between
 # A report due while the agent was busy (or the loop stalled) still runs this late.
 MISFIRE_GRACE_S = 3600
 
@@ -45,6 +51,17 @@ class ReportJobs:
 
     def sync(self, scheduler: AsyncIOScheduler, reports: list[ReportSpec]) -> None:
         """(Re)schedule the reports whose schedule is new or changed; drop removed ones."""
+        if self._scheduler is None:
+            scheduler.add_job(
+                self.roll_up,
+                "interval",
+                seconds=ROLLUP_EVERY_S,
+                id=ROLLUP_JOB,
+                next_run_time=utcnow() + timedelta(seconds=ROLLUP_FIRST_S),
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=int(ROLLUP_EVERY_S),
+            )
         self._scheduler = scheduler
         wanted = {spec.name: spec for spec in reports}
         for name in set(self._schedules) - set(wanted):
@@ -77,6 +94,33 @@ class ReportJobs:
         job = self._scheduler.get_job(JOB_PREFIX + name) if self._scheduler else None
         next_run: datetime | None = getattr(job, "next_run_time", None)
         return self._schedules.get(name, ""), next_run
+
+    async def roll_up(self) -> int:
+        """Bring the hourly rollups up to date and prune them with the results' retention.
+
+        Returns the hours rolled up. Failures are logged: reports then read `results`.
+        """
+        agent = self._agent
+        store, now = agent.running_store(), utcnow()
+        hours = 0
+        try:
+            while True:
+                done = await store.run(
+                    lambda con: store_rollup.roll_up(con, now, max_hours=ROLLUP_HOURS_PER_CALL),
+                    write=True,
+                )
+                hours += done
+                if done < ROLLUP_HOURS_PER_CALL:
+                    break
+            await store.run(
+                lambda con: store_rollup.prune(con, now - agent.config.agent.retention),
+                write=True,
+            )
+        except Exception:
+            log.exception("rolling up results by hour failed; reports read the results instead")
+        if hours > 1:
+            log.info("rolled up %d hours of results for reports", hours)
+        return hours
 
     async def _scheduled(self, name: str) -> None:
         spec = next((r for r in self._agent.config.reports if r.name == name), None)

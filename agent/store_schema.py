@@ -226,6 +226,30 @@ CREATE TABLE reports (
 );
 
 ALTER TABLE notifications ADD COLUMN report_id BIGINT;
+
+-- Hourly rollups of `results` for reports over long periods (agent/store_rollup.py).
+CREATE TABLE rollup_hourly (
+    hour TIMESTAMP NOT NULL,            -- start of the hour, UTC
+    probe VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    total BIGINT NOT NULL,
+    ok BIGINT NOT NULL,
+    latency_n BIGINT NOT NULL,          -- results with a latency
+    latency_sum DOUBLE NOT NULL,
+    latency_buckets SMALLINT[],         -- histogram: bucket b = [0.01 ms * 1.1^b, * 1.1^(b+1))
+    latency_counts INTEGER[]            -- results in each of latency_buckets
+);
+
+CREATE TABLE rollup_hourly_values (
+    hour TIMESTAMP NOT NULL,
+    probe VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,              -- a top-level numeric value of sql/reconcile results
+    runs BIGINT NOT NULL,
+    found BIGINT NOT NULL,              -- runs where it was above 0
+    peak DOUBLE NOT NULL,
+    last DOUBLE NOT NULL,
+    last_ts TIMESTAMP NOT NULL
+);
 """
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -233,7 +257,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("probe counters", _PROBE_COUNTERS),
     Migration("incidents, events, silences, notification outbox", _INCIDENTS),
     Migration("remediation runs and steps", _REMEDIATIONS),
-    Migration("reports", _REPORTS),
+    Migration("reports and hourly rollups", _REPORTS),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

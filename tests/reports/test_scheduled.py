@@ -197,6 +197,7 @@ async def test_reload_reschedules_adds_and_removes_report_jobs(
     await asyncio.to_thread(running.config_path.write_text, _yaml(base, port, "every: 1s"))
     await running.agent.reload()
     assert jobs.schedule_of("daily")[0] == "every 1s"
+    assert await jobs.roll_up() == 0  # every result is in the current hour: nothing to roll up
 
     async def generated() -> bool:
         return len(await _reports(running)) >= 1
