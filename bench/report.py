@@ -8,11 +8,13 @@ on the agent's own connection (threads = 1, memory_limit = 64MB) without the rep
 (which reads every result into Python and is only meant for short periods), and prints
 the time of each section.
 
-Target: < 5 s for the full size. The plan when direct SQL is too slow is pre-aggregation:
-an hourly rollup table per probe (total, ok, latency histogram with fixed log buckets,
-max of each integrity value) filled by the writer or a scheduled job, so a 30-day report
-reads 1,000 x 720 rows instead of 86M; maintenance exclusion then works at rollup
-granularity (windows aligned to the hour, partial hours read from `results`).
+Before timing, it rolls the results up by hour (`agent.store_rollup.roll_up`, what the
+agent's `report-rollups` job does every 10 minutes; here a one-off backfill, timed
+separately), so the report reads whole hours from the rollups and only the last,
+not yet rolled-up hour from `results`. `--check` also times the same sections read from
+`results` only and prints how far the figures are apart.
+
+Target: < 5 s for the full size. Prints the load average before the run ("other load").
 """
 
 from __future__ import annotations
