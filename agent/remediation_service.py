@@ -217,11 +217,13 @@ class RemediationService:
                 return False
             return True
         if outcome.state == "awaiting_approval":
-            await self._note(
-                incident.id,
-                f"remediation run #{outcome.run_id} ({spec.name}) awaits approval: "
-                f"opsagent approve {outcome.run_id}",
-            )
+            with contextlib.suppress(IncidentNotFound):  # resolved meanwhile
+                await self.incidents.request_approval(
+                    incident.id,
+                    outcome.run_id,
+                    reason=f"{spec.name}: {outcome.plan.summary} — approve with "
+                    f"`opsagent approve {outcome.run_id}` (expires in {spec.approval_expiry})",
+                )
             return False
         if outcome.state == "shadow":
             await self._note(
@@ -323,6 +325,31 @@ class RemediationService:
         """Close the circuit breaker of the run's remediation on the run's target."""
         _, spec = await self._run_and_spec(run_id)
         await self.remediator.reset_breaker(spec, run_id, by=by)
+
+    async def refuse_press(self, run_id: int, actor: str, why: str) -> None:
+        """Audit a button press by someone who may not act (nothing else happens)."""
+        log.warning("remediation run #%d: %s refused: %s", run_id, actor, why)
+        run = await self._store.run(lambda c: sql.get_run(c, run_id))
+        if run is None:
+            return
+        await self.remediator.note(run_id, "press_refused", actor, why)
+        if run.incident_id is not None:
+            await self._note(run.incident_id, f"run #{run_id}: {actor} refused: {why}")
+
+    def spawn(self, work: Awaitable[object]) -> None:
+        """Run `work` in the background (cancelled at stop; failures logged, never raised)."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except (RemediationNotFound, RemediationRefused) as exc:
+                log.warning("remediation request refused: %s", exc)
+            except Exception:
+                log.exception("remediation request failed")
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- internals ---------------------------------------------------------------------
 

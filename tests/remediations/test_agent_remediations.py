@@ -217,7 +217,7 @@ async def test_approval_mode_waits_then_runs_after_approve(
 ) -> None:
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 300ms, '
+            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [status == 200], remediation: fix-shop}",
             f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
             "mode: approval, verify_after: 0s}",
@@ -252,7 +252,7 @@ async def test_unanswered_approval_expires_as_rejected(
 ) -> None:
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 300ms, '
+            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [status == 200], remediation: fix-shop}",
             f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
             "mode: approval, approval_expiry: 300ms}",
@@ -336,9 +336,9 @@ async def test_two_incidents_and_a_manual_request_run_the_repair_once(
     endpoint.fix_delay = 0.5  # the first run holds the lock while the others arrive
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 300ms, '
+            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [status == 200], remediation: fix-shop}\n"
-            f'  - {{name: shop-api-json, kind: http, url: "{endpoint.base}/health", every: 300ms, '
+            f'  - {{name: shop-api-json, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [json.ok == true], remediation: fix-shop}",
             f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
             "mode: auto, cooldown: 1h, verify_after: 0s}",
@@ -454,7 +454,7 @@ async def test_cli_lists_dry_runs_approves_and_shows_a_run(
     monkeypatch.setenv("USER", "tester")
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 300ms, '
+            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [status == 200], remediation: fix-shop}",
             f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
             "mode: approval, verify_after: 0s}",
@@ -506,7 +506,7 @@ async def test_kill_9_mid_remediation_marks_the_run_interrupted_and_escalates(
     config = tmp_path / "agent.yaml"
     config.write_text(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 300ms, '
+            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [status == 200], remediation: slow-fix}",
             f"  - {{name: slow-fix, kind: command, argv: [{sys.executable!r}, -c, {script!r}], "
             "mode: auto, timeout: 2m}",
