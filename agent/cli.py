@@ -291,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli_reports import add_commands as add_report_commands
 
     add_report_commands(command)  # report, reports
+    from agent.cli_remediations import add_commands as add_remediation_commands
+
+    add_remediation_commands(command)
     return parser
 
 

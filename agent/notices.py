@@ -27,6 +27,7 @@ class NoticeEvent(StrEnum):
     REMINDER = "reminder"
     ESCALATED = "escalated"
     FLAPPING = "flapping"
+    APPROVAL = "approval"  # a remediation for the incident awaits a human's approval
 
 
 class IncidentSnapshot(BaseModel):
@@ -69,6 +70,7 @@ class Notice(BaseModel):
     created_at: datetime
     actor: str | None = None  # who acknowledged / silenced ("alice via slack")
     comment: str | None = None
+    approval_run: int | None = None  # APPROVAL: the remediation run to approve or reject
 
 
 class Delivery(BaseModel):

@@ -54,6 +54,7 @@ from agent.api.models import (
     duration_within,
 )
 from agent.api.openapi import build_openapi
+from agent.api.remediation_routes import REMEDIATION_ROUTES
 from agent.api.routes_reports import REPORT_ROUTES
 from agent.api.sql import QueryTimeout, json_safe, run_query
 from agent.errors import ConfigError, StoreError
@@ -615,4 +616,5 @@ ROUTES: tuple[Route, ...] = (
     ),
     *REPORT_ROUTES,
 )
+ROUTES = ROUTES + REMEDIATION_ROUTES
 assert all(r.media_type == JSON or r.response is None for r in ROUTES)

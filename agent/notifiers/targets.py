@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from agent.errors import NotifyError
 from agent.notices import AnyNotice, Delivery, ReportNotice
 from agent.notifiers import sender_for
+from agent.notifiers._slack_actions import approval_buttons
 from agent.notifiers.context import NotifierSpec, NotifyContext
 
 
@@ -15,7 +16,9 @@ class Targets:
 
     def __init__(self, specs: Iterable[NotifierSpec], *, agent_name: str) -> None:
         self._specs = {s.name: s for s in specs}
-        self._ctx = NotifyContext(agent_name=agent_name)
+        # Approve/Reject buttons appear only on APPROVAL notices; pressing them needs a
+        # Slack notifier with a signing_secret (else Slack shows an error to the presser).
+        self._ctx = NotifyContext(agent_name=agent_name, block_hooks=(approval_buttons,))
 
     def update(self, specs: Iterable[NotifierSpec]) -> None:
         """Use a reloaded config's notifiers; clients stay open."""
