@@ -470,6 +470,8 @@ async def test_cli_lists_dry_runs_approves_and_shows_a_run(
     assert listed.code == 0, listed.err
     assert "fix-shop" in listed.out and "awaiting_approval" in listed.out
     [run] = await runs(agent)
+    status = await cli(capsys, "status", "-c", config)
+    assert "remediations: 1 awaiting approval (opsagent remediations --state" in status.out
 
     dry = await cli(capsys, "remediate", "fix-shop", "--dry-run", "-c", config)
     assert dry.code == 1  # approval mode: the guard would not run it without a human
