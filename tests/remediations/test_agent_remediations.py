@@ -531,8 +531,14 @@ async def test_kill_9_mid_remediation_marks_the_run_interrupted_and_escalates(
     finally:
         first.kill()  # SIGKILL: no chance to clean up
         await first.wait()
+    (tmp_path / "var" / "api.addr").unlink(missing_ok=True)
     second = await start()
+
+    async def ready() -> bool:  # signal handlers are in place once the API listens
+        return (tmp_path / "var" / "api.addr").exists()
+
     try:
+        await wait_until(ready, within=30)
         await asyncio.sleep(3.0)  # probes run; the open incident must not start a new run
     finally:
         second.send_signal(signal.SIGTERM)
