@@ -605,6 +605,17 @@ def stored_silences(config: Config, *, all: bool = False) -> SilencesResponse:
     )
 
 
+def stored_remediation_totals(config: Config) -> dict[str, int]:
+    """The remediation counts of `/v1/status`, read from the store."""
+    from datetime import timedelta
+
+    from agent import store_remediations as sql
+
+    since = utcnow() - timedelta(hours=24)
+    with Store.open(config.agent.store_path, read_only=True) as store:
+        return store.run_read_only(lambda con: sql.totals(con, since))
+
+
 def stored_overview(config: Config) -> tuple[IncidentCounts, OutboxTotals]:
     """The incident and outbox counts of `/v1/status`, read from the store."""
     from agent import store_incidents as sql

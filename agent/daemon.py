@@ -189,7 +189,7 @@ class Agent:
             await asyncio.gather(*self._background, return_exceptions=True)
             await self._stop_api()
             scheduler.shutdown(wait=False)
-            await remediations.stop()
+            await remediations.stop(self.config.agent.shutdown_grace.total_seconds())
             cut = await dispatcher.stop(self.config.agent.shutdown_grace.total_seconds())
             if cut:
                 log.warning("cut %d probe runs still in flight at shutdown", cut)

@@ -98,6 +98,11 @@ class StatusResponse(BaseModel):
     notifications: OutboxTotals | None = Field(
         description="The outbox; null when the store could not be read just now."
     )
+    remediations: dict[str, int] | None = Field(
+        default=None,
+        description="Remediation runs of the last 24 h by state, and `awaiting_approval` "
+        "(however old); null when the store could not be read just now.",
+    )
 
 
 class ProbeInfo(BaseModel):
