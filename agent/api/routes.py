@@ -57,6 +57,7 @@ from agent.api.models import (
 )
 from agent.api.openapi import build_openapi
 from agent.api.remediation_routes import REMEDIATION_ROUTES
+from agent.api.routes_reports import REPORT_ROUTES
 from agent.api.sql import QueryTimeout, json_safe, run_query
 from agent.errors import ConfigError, StoreError
 from agent.incidents.models import Incident, Matcher, Transition
@@ -626,6 +627,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(404, 409, 503),
         tag="incidents",
     ),
+    *REPORT_ROUTES,
 )
 ROUTES = ROUTES + REMEDIATION_ROUTES
 assert all(r.media_type == JSON or r.response is None for r in ROUTES)

@@ -30,6 +30,7 @@ from agent.demo import data
 from agent.demo.faults import ROUND_SECONDS, FaultInjector, Step, default_timeline
 from agent.demo.process import ShopProcess, ShopStartError, free_port, launch_shop
 from agent.demo.repairs import RepairFeed, read_runs
+from agent.demo.report import write_report
 from agent.demo.timeline import ConsoleTimeline
 from agent.errors import ConfigError, StoreError
 from agent.incidents.models import Incident
@@ -139,6 +140,7 @@ async def _watch(
         console.message(console.remediations(runs))
         if runs:
             console.message("  try: opsagent remediations; opsagent remediation RUN_ID")
+    console.message(await write_report(config, since))
     return code
 
 

@@ -65,6 +65,10 @@ class IncidentService:
         if active:
             log.info("incidents: %d active incidents carried over", len(active))
 
+    def next_notice_id(self) -> int:
+        """A fresh outbox id for a notice written elsewhere (a report's email)."""
+        return next(self._notice_ids)
+
     def set_policy(
         self, policy_for: Callable[[str], Policy], in_maintenance: MaintenanceCheck | None
     ) -> None:

@@ -154,6 +154,12 @@ async def test_demo_detects_faults_and_the_agent_repairs_them_or_escalates(
         "select event from notifications where target = 'console' and state = 'sent' "
         "and incident_id in (select id from incidents where probe = 'shop-port') order by id",
     )
+    # The closing report over the run, stored and listed.
+    report = Path(re.findall(r"Report of this run: (\S+\.html)", text)[0])
+    assert report.parent == config_path.parent / "var" / "reports"
+    assert "shop-port" in await asyncio.to_thread(report.read_text, "utf-8")
+    listed = stored(config_path, "select name, trigger, html_path from reports")
+    assert listed == [("daily", "demo", str(report))]
     assert sent == [("opened",), ("resolved",)]
     # The shop the agent restarted is gone too, and the environment is as it was.
     assert shop_processes(data_dir.resolve()) == []
