@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -101,7 +102,7 @@ class RepairFeed:
         return "" if quiet else f"the breaker of {name} was not open"
 
 
-def read_runs(store_path: Any, since: datetime) -> list[RunSummary] | None:
+def read_runs(store_path: Path, since: datetime) -> list[RunSummary] | None:
     """Remediation runs created since `since`, read from the stopped agent's store file."""
     try:
         with Store.open(store_path, read_only=True) as store:
@@ -142,7 +143,12 @@ def _since(
 
 
 def _open_breakers(
-    con: duckdb.DuckDBPyConnection, *, name: str, breaker_after: int, now: datetime, window: Any
+    con: duckdb.DuckDBPyConnection,
+    *,
+    name: str,
+    breaker_after: int,
+    now: datetime,
+    window: timedelta,
 ) -> list[int]:
     """The latest run of `name` on each target whose circuit breaker is open."""
     targets = con.execute(

@@ -54,7 +54,7 @@ def test_default_timeline_starts_healthy_and_leaves_repairs_to_the_agent() -> No
         "ResyncStock",
     }
     # The 500 errors last long enough for three attempts with back-off (2 s, 4 s) after
-    # the incident opens (two failed runs of shop-products, every 5 s).
+    # the incident opens (three failed runs of shop-products, every 5 s).
     errors = next(s.at for s in faults if s.action == SetFault(errors=True))
     fixed = next(s.at for s in steps if s.at > errors and s.action == SetFault(reset=True))
     assert fixed - errors >= 25

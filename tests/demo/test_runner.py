@@ -67,12 +67,13 @@ async def test_demo_detects_faults_and_the_agent_repairs_them_or_escalates(
         Step(2, SetFault(errors=True), "shop API answers 500"),
         Step(2, DriftStock(("SKU-0003", "SKU-0007"), delta=5), "stock drifted"),
         Step(2, StrandPayments(2), "2 payments stranded"),
-        Step(22, SetFault(reset=True), "errors stopped", fault=False),
-        Step(23, ResetBreaker("clear-shop-cache"), "breaker reset", fault=False),
-        Step(24, KillShop(), "shop process killed (SIGKILL)"),
+        # shop-products opens after 3 failures (10-15 s), then 3 attempts (~8 s).
+        Step(28, SetFault(reset=True), "errors stopped", fault=False),
+        Step(29, ResetBreaker("clear-shop-cache"), "breaker reset", fault=False),
+        Step(30, KillShop(), "shop process killed (SIGKILL)"),
     ]
 
-    code = await run_demo(config_path, 45, data_dir, timeline=timeline, out=out)
+    code = await run_demo(config_path, 48, data_dir, timeline=timeline, out=out)
 
     assert code == 0
     text = out.getvalue()
