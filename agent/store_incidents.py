@@ -283,6 +283,17 @@ def due(con: duckdb.DuckDBPyConnection, now: datetime, limit: int = 100) -> list
     ]
 
 
+def next_due(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the first notice `due()` would return comes due; None when nothing is pending."""
+    row = con.execute(
+        """
+        SELECT min(next_attempt_at) FROM notifications
+        WHERE id IN (SELECT min(id) FROM notifications WHERE state = 'pending' GROUP BY target)
+        """
+    ).fetchone()
+    return None if row is None or row[0] is None else _aware(row[0])
+
+
 def mark_sending(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None:
     """Claim notices for sending."""
     con.execute(
