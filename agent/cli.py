@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir", type=Path, default=None, help="where the demo shop keeps its files"
     )
+    from agent.cli_remediations import add_commands as add_remediation_commands
+
+    add_remediation_commands(command)
     return parser
 
 

@@ -210,10 +210,26 @@ def get_run(con: duckdb.DuckDBPyConnection, run_id: int) -> RunRow | None:
     return _run(rows[0]) if rows else None
 
 
-def list_runs(con: duckdb.DuckDBPyConnection, *, limit: int = 100) -> list[RunRow]:
-    """The latest runs, newest first."""
+def list_runs(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    limit: int = 100,
+    state: str | None = None,
+    incident_id: int | None = None,
+) -> list[RunRow]:
+    """The latest runs, newest first; only those in `state` / of `incident_id` when given."""
+    where: list[str] = []
+    args: list[Any] = []
+    if state is not None:
+        where.append("state = ?")
+        args.append(state)
+    if incident_id is not None:
+        where.append("incident_id = ?")
+        args.append(incident_id)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
     rows = con.execute(
-        f"SELECT {_RUN_COLUMNS} FROM remediation_runs ORDER BY id DESC LIMIT ?", [limit]
+        f"SELECT {_RUN_COLUMNS} FROM remediation_runs {clause}ORDER BY id DESC LIMIT ?",
+        [*args, limit],
     ).fetchall()
     return [_run(r) for r in rows]
 

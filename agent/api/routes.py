@@ -54,6 +54,7 @@ from agent.api.models import (
     duration_within,
 )
 from agent.api.openapi import build_openapi
+from agent.api.remediation_routes import REMEDIATION_ROUTES
 from agent.api.sql import QueryTimeout, json_safe, run_query
 from agent.errors import ConfigError, StoreError
 from agent.incidents.models import Incident, Matcher, Transition
@@ -613,4 +614,5 @@ ROUTES: tuple[Route, ...] = (
         tag="incidents",
     ),
 )
+ROUTES = ROUTES + REMEDIATION_ROUTES
 assert all(r.media_type == JSON or r.response is None for r in ROUTES)
