@@ -285,13 +285,13 @@ def due(con: duckdb.DuckDBPyConnection, now: datetime, limit: int = 100) -> list
 
 def next_due(con: duckdb.DuckDBPyConnection) -> datetime | None:
     """When the first notice `due()` would return comes due; None when nothing is pending."""
-    row = con.execute(
+    rows = con.execute(  # fetchall: a half-read result breaks the next appender flush
         """
         SELECT min(next_attempt_at) FROM notifications
         WHERE id IN (SELECT min(id) FROM notifications WHERE state = 'pending' GROUP BY target)
         """
-    ).fetchone()
-    return None if row is None or row[0] is None else _aware(row[0])
+    ).fetchall()
+    return _aware(rows[0][0]) if rows else None
 
 
 def mark_sending(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None:

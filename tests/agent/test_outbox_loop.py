@@ -133,3 +133,23 @@ async def test_a_retry_goes_out_when_due_without_waiting_for_the_poll(tmp_path: 
     finally:
         await outbox.stop()
         await store.close()
+
+
+async def test_the_idle_sender_leaves_no_half_read_result_that_would_break_ingest(
+    tmp_path: Path,
+) -> None:
+    """DuckDB 2.0 refuses an appender flush while a read is unfinished: every round reads fully."""
+    receiver = Receiver()
+    store, outbox, _ = await start(tmp_path, receiver)
+    await outbox.start()
+    try:
+        for probe in ("a", "b", "c"):
+            await asyncio.sleep(0.1)  # the sender's rounds and sleeps interleave with writes
+            outbox.wake()
+            await asyncio.sleep(0.05)
+            store.append(failing(probe))
+            await store.flush()
+        assert store.stats().failed_flushes == 0, store.stats().last_error
+    finally:
+        await outbox.stop()
+        await store.close()
