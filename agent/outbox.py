@@ -97,8 +97,9 @@ class Outbox:
                 # just delivered may be queued behind it. Look again now (a round that
                 # only failed waits, so a failing target cannot spin).
                 continue
+            sleep = await self._until_due()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), await self._until_due())
+                await asyncio.wait_for(self._wake.wait(), sleep)
 
     async def _until_due(self) -> float:
         """Seconds to sleep: until the next retry is due, at most `poll_every`.
