@@ -45,6 +45,8 @@ from agent.api.models import (
     ProbesResponse,
     QueryResponse,
     ReloadResponse,
+    ReportInfo,
+    ReportsResponse,
     SilenceInfo,
     SilencesResponse,
     StatusResponse,
@@ -313,6 +315,17 @@ class AgentClient:
     def unsilence(self, silence_id: int) -> SilenceInfo:
         """`DELETE /v1/silences/{id}`."""
         return self._call("DELETE", f"/v1/silences/{silence_id}", SilenceInfo)
+
+    def reports(self, *, name: str | None = None, limit: int = 50) -> ReportsResponse:
+        """`GET /v1/reports`: generated reports, newest first, and the configured ones."""
+        params: dict[str, Any] = {"limit": limit} | ({"name": name} if name else {})
+        return self._call("GET", "/v1/reports", ReportsResponse, params=params)
+
+    def report(self, name: str, *, period: str | None = None, send: bool = False) -> ReportInfo:
+        """`POST /v1/reports/{name}`: generate it now (and queue its emails with `send`)."""
+        body = _body(period=period, send=send)
+        path = f"/v1/reports/{_segment(name)}"
+        return self._call("POST", path, ReportInfo, ok=(201,), json_body=body, timeout=600)
 
     def metrics(self) -> str:
         """`GET /metrics`, the exposition text."""
@@ -590,6 +603,17 @@ def stored_silences(config: Config, *, all: bool = False) -> SilencesResponse:
     return SilencesResponse(
         silences=[SilenceInfo.of(s, now) for s in silences if all or s.active_at(now)]
     )
+
+
+def stored_remediation_totals(config: Config) -> dict[str, int]:
+    """The remediation counts of `/v1/status`, read from the store."""
+    from datetime import timedelta
+
+    from agent import store_remediations as sql
+
+    since = utcnow() - timedelta(hours=24)
+    with Store.open(config.agent.store_path, read_only=True) as store:
+        return store.run_read_only(lambda con: sql.totals(con, since))
 
 
 def stored_overview(config: Config) -> tuple[IncidentCounts, OutboxTotals]:

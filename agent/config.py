@@ -23,6 +23,7 @@ from agent.sources import SourceSpec
 from probes import spec_types
 from remediations import spec_types as remediation_spec_types
 from remediations._base import Mode, RemediationSpec
+from reports.settings import ReportSpec
 
 if TYPE_CHECKING:
     AnyProbe = ProbeSpec
@@ -177,6 +178,9 @@ class Config(StrictModel):
     )
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    reports: list[ReportSpec] = Field(
+        default_factory=list, description="Periodic reports, generated and emailed by the agent."
+    )
     remediations: list[AnyRemediation] = Field(
         default_factory=list,
         description="Repairs a probe may name in `remediation:`; each runs plan -> guard -> "

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from agent.config import Config
 from agent.durations import parse_duration
 from agent.errors import ConfigError, ConfigProblem
+from reports.settings import check_reports
 
 Loc = tuple[str | int, ...]
 
@@ -353,6 +354,7 @@ def cross_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Checks across fields, run on the raw data so they report even when other fields are bad."""
     problems: list[tuple[Loc, str]] = []
     problems += _notifier_checks(data)
+    problems += check_reports(data.get("reports"), _notifier_kinds(data))
     problems += _remediation_checks(data)
     probes = data.get("probes")
     sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
@@ -453,6 +455,17 @@ def _notifier_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             if isinstance(probe, dict):
                 check(("probes", i, "notify"), probe.get("notify"))
     return problems
+
+
+def _notifier_kinds(data: Mapping[str, Any]) -> dict[str, str]:
+    """Each configured notifier's name and kind (raw data; entries without both are skipped)."""
+    raw = data.get("notify")
+    entries = raw if isinstance(raw, list) else []
+    return {
+        e["name"]: e["kind"]
+        for e in entries
+        if isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("kind"), str)
+    }
 
 
 def _remediation_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:

@@ -39,6 +39,7 @@ from agent.probe_spec import ProbeSpec, RunContext
 from agent.redaction import Redactor
 from agent.reload import ReloadPlan, ReloadUnavailable, plan_reload
 from agent.remediation_service import RemediationService
+from agent.report_jobs import ReportJobs
 from agent.results import ProbeResult, utcnow
 from agent.runner import run_probe
 from agent.selfcheck import SELF_KIND, SELF_PROBE, HealthWindow, Heartbeat, self_result
@@ -99,6 +100,7 @@ class Agent:
         self._heartbeat: Heartbeat | None = None
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self.reports = ReportJobs(self)
 
     def subscribe(self, listener: Callable[[ProbeResult], None]) -> None:
         """Call `listener(result)` for every result once it is queued to the store."""
@@ -187,7 +189,7 @@ class Agent:
             await asyncio.gather(*self._background, return_exceptions=True)
             await self._stop_api()
             scheduler.shutdown(wait=False)
-            await remediations.stop()
+            await remediations.stop(self.config.agent.shutdown_grace.total_seconds())
             cut = await dispatcher.stop(self.config.agent.shutdown_grace.total_seconds())
             if cut:
                 log.warning("cut %d probe runs still in flight at shutdown", cut)
@@ -419,6 +421,7 @@ class Agent:
                 misfire_grace_time=max(1, min(JOB_MISFIRE_GRACE_S, int(seconds))),
             )
             self._job_seconds[job_id] = seconds
+        self.reports.sync(scheduler, self.config.reports)
 
     async def _prune(self) -> None:
         store, retention = self.running_store(), self.config.agent.retention

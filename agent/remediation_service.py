@@ -90,6 +90,7 @@ class RemediationService:
         )
         self._store = store
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
 
     # -- life --------------------------------------------------------------------------
 
@@ -125,8 +126,13 @@ class RemediationService:
         guard.max_runs_per_hour = config.guard.max_runs_per_hour
         self.remediator.redactor = redactor
 
-    async def stop(self) -> None:
-        """Cancel automation in progress (a run cut here is `interrupted` at the next start)."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop automation: waits between attempts end at once; runs in progress get up
+        to `grace` seconds to finish (and be verified), then are cut. A run cut here is
+        marked `interrupted` at the next start and its incident escalates."""
+        self._stopping.set()
+        if self._tasks and grace > 0:
+            await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -189,8 +195,11 @@ class RemediationService:
                     return  # resolved meanwhile, or removed by a reload
                 target = target_for(incident, probe, spec)
                 wait = await self.remediator.wait_before(spec, target.key)
+                if self._stopping.is_set():
+                    return
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), wait)
                     continue  # look again: the incident may have resolved meanwhile
                 outcome = await self.remediator.request(spec, target, actor=AUTO)
                 if not await self._follow(spec, incident, outcome):
@@ -211,17 +220,25 @@ class RemediationService:
                 return False
             return True
         if outcome.state == "failed":
-            breaker = await self._breaker_open(spec, outcome)
-            if breaker:
+            failures = await self._failures_in_a_row(spec, outcome)
+            if failures >= spec.breaker_after:
+                await self.remediator.note(
+                    outcome.run_id,
+                    "breaker_opened",
+                    "guard",
+                    f"circuit opened after {failures} failed attempts; escalated",
+                )
                 await self._escalate_run(outcome.run_id, incident.id, "its circuit breaker opened")
                 return False
             return True
         if outcome.state == "awaiting_approval":
-            await self._note(
-                incident.id,
-                f"remediation run #{outcome.run_id} ({spec.name}) awaits approval: "
-                f"opsagent approve {outcome.run_id}",
-            )
+            with contextlib.suppress(IncidentNotFound):  # resolved meanwhile
+                await self.incidents.request_approval(
+                    incident.id,
+                    outcome.run_id,
+                    reason=f"{spec.name}: {outcome.plan.summary} — approve with "
+                    f"`opsagent approve {outcome.run_id}` (expires in {spec.approval_expiry})",
+                )
             return False
         if outcome.state == "shadow":
             await self._note(
@@ -239,13 +256,13 @@ class RemediationService:
             )
         return False
 
-    async def _breaker_open(self, spec: RemediationSpec, outcome: Outcome) -> bool:
+    async def _failures_in_a_row(self, spec: RemediationSpec, outcome: Outcome) -> int:
         found = await self._store.run(
             lambda c: sql.facts(
                 c, spec.name, outcome.plan.target, self.remediator.clock(), spec.max_attempts.window
             )
         )
-        return found.failures_in_a_row >= spec.breaker_after
+        return found.failures_in_a_row
 
     async def verify(self, spec: RemediationSpec, run_id: int, incident: Incident) -> Verdict:
         """Re-run the incident's probe through the pipeline; record and act on the verdict."""
@@ -323,6 +340,31 @@ class RemediationService:
         """Close the circuit breaker of the run's remediation on the run's target."""
         _, spec = await self._run_and_spec(run_id)
         await self.remediator.reset_breaker(spec, run_id, by=by)
+
+    async def refuse_press(self, run_id: int, actor: str, why: str) -> None:
+        """Audit a button press by someone who may not act (nothing else happens)."""
+        log.warning("remediation run #%d: %s refused: %s", run_id, actor, why)
+        run = await self._store.run(lambda c: sql.get_run(c, run_id))
+        if run is None:
+            return
+        await self.remediator.note(run_id, "press_refused", actor, why)
+        if run.incident_id is not None:
+            await self._note(run.incident_id, f"run #{run_id}: {actor} refused: {why}")
+
+    def spawn(self, work: Awaitable[object]) -> None:
+        """Run `work` in the background (cancelled at stop; failures logged, never raised)."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except (RemediationNotFound, RemediationRefused) as exc:
+                log.warning("remediation request refused: %s", exc)
+            except Exception:
+                log.exception("remediation request failed")
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- internals ---------------------------------------------------------------------
 

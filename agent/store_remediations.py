@@ -284,6 +284,21 @@ def facts(
     )
 
 
+def totals(con: duckdb.DuckDBPyConnection, since: datetime) -> dict[str, int]:
+    """Runs per state created since `since`, plus `awaiting_approval` whenever created."""
+    rows = con.execute(
+        "SELECT state, count(*) FROM remediation_runs WHERE created_at >= ? "
+        "GROUP BY state ORDER BY state",
+        [_naive(since)],
+    ).fetchall()
+    counts = {str(state): int(n) for state, n in rows}
+    waiting = con.execute(
+        "SELECT count(*) FROM remediation_runs WHERE state = 'awaiting_approval'"
+    ).fetchall()[0][0]
+    counts["awaiting_approval"] = int(waiting)
+    return counts
+
+
 def interrupt_running(
     con: duckdb.DuckDBPyConnection, now: datetime, *, redactor: Redactor
 ) -> list[RunRow]:

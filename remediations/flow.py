@@ -194,6 +194,10 @@ class Remediator:
         """A human closes the breaker of the run's target."""
         await self._step(run_id, "breaker_reset", by, "breaker reset", self.clock())
 
+    async def note(self, run_id: int, step: str, actor: str, detail: str) -> None:
+        """Add an audit step to a run (e.g. a refused button press)."""
+        await self._step(run_id, step, actor, detail, self.clock())
+
     async def interrupted(self) -> list[int]:
         """At start-up: mark runs a crash left `running` as interrupted; their ids (escalate them)."""
         rows = await self.store.run(

@@ -172,3 +172,10 @@ class ActorRequest(RequestBody):
     actor: str | None = Field(
         default=None, min_length=1, max_length=200, description='Who acts (default "api").'
     )
+
+
+class SlackAck(BaseModel):
+    """What the agent answers Slack for a button press."""
+
+    ok: bool
+    text: str = Field(description="What was done with each press.")

@@ -22,6 +22,7 @@ from agent.api.remediation_models import (
     RunPath,
     RunsParams,
     RunsResponse,
+    SlackAck,
     StepInfo,
 )
 from agent.errors import RemediationRefused, StoreError
@@ -149,7 +150,60 @@ async def _detail(call: Call, run_id: int) -> RunDetail:
     return RunDetail(run=RunInfo.of(row), steps=[StepInfo.of(s) for s in steps])
 
 
+async def slack_actions(call: Call) -> SlackAck:
+    """Approve/Reject button presses from Slack (signed with the app's signing secret)."""
+    from agent.notifiers._slack_actions import BadRequest, allowed, verified_actions
+    from agent.notifiers.slack import SlackSpec
+
+    specs = {
+        spec.name: spec
+        for spec in call.agent.config.notify
+        if isinstance(spec, SlackSpec) and spec.signing_secret is not None
+    }
+    if not specs:
+        raise ApiError(404, "no slack notifier has a signing_secret: buttons are off")
+    secrets = {
+        name: s.signing_secret.get_secret_value() for name, s in specs.items() if s.signing_secret
+    }
+    body = await call.request.read()
+    try:
+        signer, presses = verified_actions(body, call.request.headers, secrets)
+    except BadRequest as exc:
+        raise ApiError(401, str(exc)) from None
+    service = _service(call)
+    answered: list[str] = []
+    for press in presses:
+        if not allowed(press, specs[signer].allowed_users):
+            # Audited: the refusal is logged and noted on the run's incident.
+            await service.refuse_press(press.run_id, press.actor, "not in allowed_users")
+            answered.append(f"run #{press.run_id}: {press.actor} may not approve or reject")
+            continue
+        # Slack wants an answer within 3 s; the run (and its verification) goes on after.
+        service.spawn(
+            service.approve(press.run_id, by=press.actor)
+            if press.approve
+            else service.reject(press.run_id, by=press.actor)
+        )
+        answered.append(f"run #{press.run_id}: {'approved' if press.approve else 'rejected'}")
+    return SlackAck(ok=True, text="; ".join(answered) or "nothing to do")
+
+
 _ERRORS = (404, 409, 503)
+
+SLACK_ROUTE = Route(
+    "POST",
+    "/v1/slack/actions",
+    slack_actions,
+    "Slack button presses (Approve/Reject)",
+    SlackAck,
+    auth="public",
+    errors=(401, 404, 503),
+    tag=TAG,
+    description="Slack's Interactivity request URL. No bearer token: the request must be "
+    "signed with a slack notifier's `signing_secret` (401 otherwise), and the person "
+    "pressing must be in that notifier's `allowed_users` (refused and audited otherwise). "
+    "Answers at once; the approved run goes on in the agent.",
+)
 
 REMEDIATION_ROUTES: tuple[Route, ...] = (
     Route(
@@ -245,4 +299,5 @@ REMEDIATION_ROUTES: tuple[Route, ...] = (
         errors=_ERRORS,
         tag=TAG,
     ),
+    SLACK_ROUTE,
 )

@@ -366,6 +366,7 @@ class IncidentEngine:
         *,
         actor: str | None = None,
         comment: str | None = None,
+        approval_run: int | None = None,
     ) -> None:
         """Request a notice, unless silenced or in maintenance (recorded as a transition)."""
         suppressed = self.suppressed_by(incident, at)
@@ -385,7 +386,9 @@ class IncidentEngine:
         incident.last_notified_at = at
         out.touch(incident)
         if targets:
-            out.notices.append(NoticeRequest(incident.id, event, targets, at, actor, comment))
+            out.notices.append(
+                NoticeRequest(incident.id, event, targets, at, actor, comment, approval_run)
+            )
 
     def suppressed_by(self, incident: Incident, at: datetime) -> str | None:
         """Why notices for `incident` are suppressed now (None when they are not)."""
@@ -555,6 +558,24 @@ class IncidentEngine:
         self._notify(
             incident, NoticeEvent.ESCALATED, targets, now, out, actor=actor, comment=comment
         )
+        return out
+
+    def request_approval(
+        self, incident_id: int, run_id: int, now: datetime, *, reason: str
+    ) -> Outcome:
+        """A remediation run for the incident awaits approval: tell its `notify` targets.
+
+        KeyError when no active incident has this id.
+        """
+        incident = self._find(incident_id)
+        policy = self._policy_for(incident.probe)
+        out = Outcome()
+        out.touch(incident)
+        self._transition(out, incident, now, "approval_requested", reason=reason)
+        self._notify(
+            incident, NoticeEvent.APPROVAL, policy.notify, now, out, comment=reason,
+            approval_run=run_id,
+        )  # fmt: skip
         return out
 
     def add_silence(self, silence: Silence, now: datetime) -> Outcome:

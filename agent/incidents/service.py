@@ -65,6 +65,10 @@ class IncidentService:
         if active:
             log.info("incidents: %d active incidents carried over", len(active))
 
+    def next_notice_id(self) -> int:
+        """A fresh outbox id for a notice written elsewhere (a report's email)."""
+        return next(self._notice_ids)
+
     def set_policy(
         self, policy_for: Callable[[str], Policy], in_maintenance: MaintenanceCheck | None
     ) -> None:
@@ -124,6 +128,14 @@ class IncidentService:
             raise await self._not_found(incident_id) from None
         await self._persist(out)
         return out.incidents[0]
+
+    async def request_approval(self, incident_id: int, run_id: int, *, reason: str) -> None:
+        """Tell the incident's notify targets that run `run_id` awaits approval."""
+        try:
+            out = self.engine.request_approval(incident_id, run_id, self._clock(), reason=reason)
+        except KeyError:
+            raise await self._not_found(incident_id) from None
+        await self._persist(out)
 
     async def note(self, incident_id: int, event: str, actor: str, reason: str) -> None:
         """Add a line to an active incident's timeline (no notice); IncidentNotFound otherwise."""
@@ -202,6 +214,7 @@ class IncidentService:
                         created_at=request.at,
                         actor=request.actor,
                         comment=request.comment,
+                        approval_run=request.approval_run,
                     )
                 )
         await self._store.run(

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from agent.cli import main
 from agent.daemon import Agent
+from agent.store import Store
 from tests.remediations.conftest import DRIFTED, Shop
 from tests.running_agent import StartAgent, wait_until
 
@@ -217,7 +218,7 @@ async def test_approval_mode_waits_then_runs_after_approve(
 ) -> None:
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 300ms, '
+            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [status == 200], remediation: fix-shop}",
             f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
             "mode: approval, verify_after: 0s}",
@@ -252,7 +253,7 @@ async def test_unanswered_approval_expires_as_rejected(
 ) -> None:
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 300ms, '
+            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [status == 200], remediation: fix-shop}",
             f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
             "mode: approval, approval_expiry: 300ms}",
@@ -336,9 +337,9 @@ async def test_two_incidents_and_a_manual_request_run_the_repair_once(
     endpoint.fix_delay = 0.5  # the first run holds the lock while the others arrive
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 300ms, '
+            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [status == 200], remediation: fix-shop}\n"
-            f'  - {{name: shop-api-json, kind: http, url: "{endpoint.base}/health", every: 300ms, '
+            f'  - {{name: shop-api-json, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [json.ok == true], remediation: fix-shop}",
             f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
             "mode: auto, cooldown: 1h, verify_after: 0s}",
@@ -454,7 +455,7 @@ async def test_cli_lists_dry_runs_approves_and_shows_a_run(
     monkeypatch.setenv("USER", "tester")
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 300ms, '
+            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [status == 200], remediation: fix-shop}",
             f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
             "mode: approval, verify_after: 0s}",
@@ -470,6 +471,8 @@ async def test_cli_lists_dry_runs_approves_and_shows_a_run(
     assert listed.code == 0, listed.err
     assert "fix-shop" in listed.out and "awaiting_approval" in listed.out
     [run] = await runs(agent)
+    status = await cli(capsys, "status", "-c", config)
+    assert "remediations: 1 awaiting approval (opsagent remediations --state" in status.out
 
     dry = await cli(capsys, "remediate", "fix-shop", "--dry-run", "-c", config)
     assert dry.code == 1  # approval mode: the guard would not run it without a human
@@ -506,7 +509,7 @@ async def test_kill_9_mid_remediation_marks_the_run_interrupted_and_escalates(
     config = tmp_path / "agent.yaml"
     config.write_text(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 300ms, '
+            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [status == 200], remediation: slow-fix}",
             f"  - {{name: slow-fix, kind: command, argv: [{sys.executable!r}, -c, {script!r}], "
             "mode: auto, timeout: 2m}",
@@ -528,8 +531,14 @@ async def test_kill_9_mid_remediation_marks_the_run_interrupted_and_escalates(
     finally:
         first.kill()  # SIGKILL: no chance to clean up
         await first.wait()
+    (tmp_path / "var" / "api.addr").unlink(missing_ok=True)
     second = await start()
+
+    async def ready() -> bool:  # signal handlers are in place once the API listens
+        return (tmp_path / "var" / "api.addr").exists()
+
     try:
+        await wait_until(ready, within=30)
         await asyncio.sleep(3.0)  # probes run; the open incident must not start a new run
     finally:
         second.send_signal(signal.SIGTERM)
@@ -552,3 +561,31 @@ async def test_kill_9_mid_remediation_marks_the_run_interrupted_and_escalates(
     [(escalated, reason)] = escalations
     assert escalated == incident_id
     assert f"remediation run #{run_id} (slow-fix) was interrupted by an agent stop" in reason
+
+
+async def test_a_clean_stop_lets_a_run_in_progress_finish(
+    endpoint: Endpoint, start_agent: StartAgent, tmp_path: Path
+) -> None:
+    marker = tmp_path / "finished"
+    script = f"import time; time.sleep(1.0); open({str(marker)!r}, 'w').write('done')"
+    running = await start_agent(
+        config_text(
+            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
+            "expect: [status == 200], remediation: slow-fix}",
+            f"  - {{name: slow-fix, kind: command, argv: [{sys.executable!r}, -c, {script!r}], "
+            "mode: auto, verify_after: 0s}",
+        )
+    )
+    agent = running.agent
+
+    async def started() -> bool:
+        return any(r[2] == "running" for r in await runs(agent))
+
+    await wait_until(started, within=20)
+    assert await running.stop() == 0  # SIGTERM: the grace (10 s) covers the 1 s run
+    assert marker.read_text() == "done"
+    with Store.open(agent.config.agent.store_path, read_only=True) as reopened:
+        states = reopened.run_read_only(
+            lambda c: c.execute("SELECT state FROM remediation_runs").fetchall()
+        )
+    assert states == [("ineffective",)]  # ran to the end and was verified (still failing)
