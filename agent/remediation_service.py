@@ -426,13 +426,9 @@ class RemediationService:
     async def _escalate_run(self, run_id: int, incident_id: int, why: str) -> None:
         run = await self._store.run(lambda c: sql.get_run(c, run_id))
         name = run.remediation if run is not None else "remediation"
-        comment = _evidence_comment(run) if run is not None else None
-        await self._escalate(
-            incident_id,
-            f"remediation {name} did not fix it: {why} (run #{run_id})",
-            run_id=run_id,
-            comment=comment,
-        )
+        reason = f"remediation {name} did not fix it: {why} (run #{run_id})"
+        comment = f"{reason}\n{_evidence_comment(run)}" if run is not None else reason
+        await self._escalate(incident_id, reason, run_id=run_id, comment=comment)
 
     async def _escalate(
         self, incident_id: int, reason: str, *, run_id: int, comment: str | None = None

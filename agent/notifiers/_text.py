@@ -98,6 +98,8 @@ def detail(notice: Notice) -> str:
         text = f"{how} after {format_age(_elapsed(incident.opened_at, end))}"
     elif event is NoticeEvent.REMINDER:
         text = f"still {incident.state} after {age}, not acknowledged: {incident.summary}"
+    elif event is NoticeEvent.ESCALATED and notice.actor == "remediation":
+        text = f"the automatic repair did not fix it after {age}: {incident.summary}"
     elif event is NoticeEvent.ESCALATED:
         text = f"not acknowledged after {age}: {incident.summary}"
     elif event is NoticeEvent.APPROVAL:
