@@ -437,7 +437,7 @@ async def side_costs(
 
 
 def server_cpu() -> tuple[float, float]:
-    """CPU seconds used so far by every PostgreSQL process and by the MariaDB server.
+    """CPU seconds used so far by PostgreSQL (every process) and by the MariaDB server.
 
     Other work on the servers counts too; during the bench that is the other
     engineers' test runs, which use small tables.
@@ -454,7 +454,9 @@ def server_cpu() -> tuple[float, float]:
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        totals[name] += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        # utime + stime, and cutime + cstime: the postmaster's exited children, such as
+        # the parallel workers of a whole-table pass.
+        totals[name] += sum(int(field) for field in fields[11:15]) / ticks
     return totals["postgres"], totals["mariadbd"]
 
 

@@ -25,11 +25,14 @@ from agent.reconcile.hashing import Dialect, HashKind, fold, fold_sql, quote
 
 SAMPLE_ROWS = 100  # rows read to learn each column's kind of value
 MAX_LISTED = 5_000  # beyond this many cells a filter is done by the client, not in SQL
-# A first range level of at least SPLIT_FROM cells (~250k rows), and a whole-table
-# pass over at least SPLIT_KEYS key values, is read as PARTS concurrent key-range
-# queries: MariaDB runs a query on one thread, and PostgreSQL does not parallelize the
-# hash aggregate below. Two keeps the probe's share of the database modest
-# (PostgreSQL's own default is up to three processes per query).
+# On MariaDB/MySQL, which runs a query on one thread, a first range level of at least
+# SPLIT_FROM cells (~250k rows) and a whole-table pass over at least SPLIT_KEYS key
+# values are read as PARTS concurrent key-range queries (an InnoDB primary key range
+# costs per row what a full scan does). Two keeps the probe's share of the database
+# modest. PostgreSQL is not split: two key-range halves cost it twice the CPU of one
+# sequential scan for no shorter time (one half becomes an index scan, the other,
+# which must also hold the NULL keys, a filtered scan of the whole table), and it
+# parallelizes a whole-table pass itself.
 PARTS = 2
 SPLIT_FROM = 512
 SPLIT_KEYS = 250_000
@@ -179,6 +182,7 @@ class SqlSide:
         self._deadline = deadline
         self.rows_transferred = 0
         self.queries = 0
+        self._splits = self.dialect == "mysql"  # see PARTS
 
     async def sample(self) -> list[tuple[Any, ...]]:
         """See `Side.sample`; also checks that the query returns every needed column."""
@@ -199,7 +203,7 @@ class SqlSide:
         """
         lo, hi = bounds or (None, None)
         wheres = [""]
-        if lo is not None and hi is not None and hi - lo + 1 >= SPLIT_KEYS:
+        if self._splits and lo is not None and hi is not None and hi - lo + 1 >= SPLIT_KEYS:
             wheres = self._split([lo + (hi - lo + 1) * i // PARTS for i in range(1, PARTS)])
         parts = await all_of(*(self._summary(scheme, where) for where in wheres))
         return Summary(sum(c for c, _ in parts), sum(t for _, t in parts), lo, hi)
@@ -227,7 +231,7 @@ class SqlSide:
         """See `Side.cells`: `count(*)` and `sum(hash)` per cell, grouped in the database."""
         if within is None and isinstance(grid, RangeGrid):
             last = grid.last_cell
-            if last is not None and last + 1 >= SPLIT_FROM:
+            if self._splits and last is not None and last + 1 >= SPLIT_FROM:
                 parts = await all_of(
                     *(self._grouped(scheme, grid, where) for where in self._parts(grid, last))
                 )
