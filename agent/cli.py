@@ -288,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir", type=Path, default=None, help="where the demo shop keeps its files"
     )
+    from agent.cli_reports import add_commands as add_report_commands
+
+    add_report_commands(command)  # report, reports
+    from agent.cli_remediations import add_commands as add_remediation_commands
+
+    add_remediation_commands(command)
     return parser
 
 
@@ -424,24 +430,33 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """`opsagent status`."""
-    from agent.client import stored_overview
+    from agent.client import stored_overview, stored_remediation_totals
     from agent.selfcheck import SELF_KIND, SELF_PROBE
-    from agent.status import collect_status, render_overview, render_status
+    from agent.status import (
+        collect_status,
+        render_overview,
+        render_remediation_totals,
+        render_status,
+    )
 
     loaded, endpoint, error = _locate(args)
     answer, why = _with_agent(endpoint, lambda client: client.status())
     if answer is not None:
         rows, incidents, notifications = answer.probes, answer.incidents, answer.notifications
+        repairs = answer.remediations
     else:
         config = _local(loaded, error)
         rows = _read_store(lambda: collect_status(config, builtin=[(SELF_PROBE, SELF_KIND)]), why)
         incidents, notifications = _read_store(lambda: stored_overview(config), why)
+        repairs = _read_store(lambda: stored_remediation_totals(config), why)
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
     else:
         print(render_status(rows))
         print()
         print(render_overview(incidents, notifications))
+        if repairs:
+            print(render_remediation_totals(repairs))
     return EXIT_OK
 
 

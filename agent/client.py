@@ -45,10 +45,13 @@ from agent.api.models import (
     ProbesResponse,
     QueryResponse,
     ReloadResponse,
+    ReportInfo,
+    ReportsResponse,
     SilenceInfo,
     SilencesResponse,
     StatusResponse,
 )
+from agent.api.remediation_models import RunDetail, RunInfo, RunsResponse, StepInfo
 from agent.config import ApiSection, Config
 from agent.errors import OpsAgentError
 from agent.incidents.models import Incident, Matcher, Silence
@@ -58,6 +61,9 @@ from agent.store import Store
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 3.0
+# A remediation asked by hand answers after its run and verification (each bounded by
+# the remediation's timeout and the probe's): allow for both.
+RUN_WAIT_S = 300.0
 
 
 class ClientError(OpsAgentError):
@@ -253,6 +259,36 @@ class AgentClient:
         path = f"/v1/incidents/{incident_id}/resolve"
         return self._call("POST", path, IncidentInfo, json_body=body)
 
+    def remediation_runs(
+        self, *, state: str | None = None, incident: int | None = None, limit: int = 50
+    ) -> RunsResponse:
+        """`GET /v1/remediation-runs`: newest first."""
+        params = _body(state=state, incident=incident, limit=limit)
+        return self._call("GET", "/v1/remediation-runs", RunsResponse, params=params)
+
+    def remediation_run(self, run_id: int) -> RunDetail:
+        """`GET /v1/remediation-runs/{id}`: the run and its audit steps."""
+        return self._call("GET", f"/v1/remediation-runs/{run_id}", RunDetail)
+
+    def remediate(
+        self,
+        name: str,
+        *,
+        incident: int | None = None,
+        probe: str | None = None,
+        dry_run: bool = False,
+        actor: str | None = None,
+    ) -> RunDetail:
+        """`POST /v1/remediations/{name}/run` (waits for the run and its verification)."""
+        body = _body(incident=incident, probe=probe, dry_run=dry_run or None, actor=actor)
+        path = f"/v1/remediations/{name}/run"
+        return self._call("POST", path, RunDetail, json_body=body, timeout=RUN_WAIT_S)
+
+    def run_action(self, run_id: int, action: str, *, actor: str | None = None) -> RunDetail:
+        """`POST /v1/remediation-runs/{id}/{action}`: approve, reject, undo, reset-breaker."""
+        path = f"/v1/remediation-runs/{run_id}/{action}"
+        return self._call("POST", path, RunDetail, json_body=_body(actor=actor), timeout=RUN_WAIT_S)
+
     def silences(self, *, all: bool = False) -> SilencesResponse:
         """`GET /v1/silences`: those in force, or `all`."""
         return self._call("GET", "/v1/silences", SilencesResponse, params={"all": _flag(all)})
@@ -279,6 +315,17 @@ class AgentClient:
     def unsilence(self, silence_id: int) -> SilenceInfo:
         """`DELETE /v1/silences/{id}`."""
         return self._call("DELETE", f"/v1/silences/{silence_id}", SilenceInfo)
+
+    def reports(self, *, name: str | None = None, limit: int = 50) -> ReportsResponse:
+        """`GET /v1/reports`: generated reports, newest first, and the configured ones."""
+        params: dict[str, Any] = {"limit": limit} | ({"name": name} if name else {})
+        return self._call("GET", "/v1/reports", ReportsResponse, params=params)
+
+    def report(self, name: str, *, period: str | None = None, send: bool = False) -> ReportInfo:
+        """`POST /v1/reports/{name}`: generate it now (and queue its emails with `send`)."""
+        body = _body(period=period, send=send)
+        path = f"/v1/reports/{_segment(name)}"
+        return self._call("POST", path, ReportInfo, ok=(201,), json_body=body, timeout=600)
 
     def metrics(self) -> str:
         """`GET /metrics`, the exposition text."""
@@ -558,6 +605,17 @@ def stored_silences(config: Config, *, all: bool = False) -> SilencesResponse:
     )
 
 
+def stored_remediation_totals(config: Config) -> dict[str, int]:
+    """The remediation counts of `/v1/status`, read from the store."""
+    from datetime import timedelta
+
+    from agent import store_remediations as sql
+
+    since = utcnow() - timedelta(hours=24)
+    with Store.open(config.agent.store_path, read_only=True) as store:
+        return store.run_read_only(lambda con: sql.totals(con, since))
+
+
 def stored_overview(config: Config) -> tuple[IncidentCounts, OutboxTotals]:
     """The incident and outbox counts of `/v1/status`, read from the store."""
     from agent import store_incidents as sql
@@ -631,3 +689,28 @@ def _sse_line(line: str, event: str) -> Event | str | None:
     if line.startswith("data:"):
         return Event(event, json.loads(line[5:].strip()))
     return None
+
+
+def stored_runs(
+    config: Config, *, state: str | None = None, incident: int | None = None, limit: int = 50
+) -> RunsResponse:
+    """What `GET /v1/remediation-runs` answers, read from the store (the agent is stopped)."""
+    from agent import store_remediations as sql
+
+    with Store.open(config.agent.store_path, read_only=True) as store:
+        rows = store.run_read_only(
+            lambda con: sql.list_runs(con, limit=limit, state=state, incident_id=incident)
+        )
+    return RunsResponse(runs=[RunInfo.of(r) for r in rows])
+
+
+def stored_run(config: Config, run_id: int) -> RunDetail | None:
+    """What `GET /v1/remediation-runs/{id}` answers, read from the store; None when unknown."""
+    from agent import store_remediations as sql
+
+    with Store.open(config.agent.store_path, read_only=True) as store:
+        row = store.run_read_only(lambda con: sql.get_run(con, run_id))
+        if row is None:
+            return None
+        steps = store.run_read_only(lambda con: sql.steps(con, run_id))
+    return RunDetail(run=RunInfo.of(row), steps=[StepInfo.of(s) for s in steps])

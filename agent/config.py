@@ -21,15 +21,20 @@ from agent.notifiers import spec_types as notifier_spec_types
 from agent.probe_spec import NAME_PATTERN, ProbeSpec, StrictModel
 from agent.sources import SourceSpec
 from probes import spec_types
+from remediations import spec_types as remediation_spec_types
+from remediations._base import Mode, RemediationSpec
+from reports.settings import ReportSpec
 
 if TYPE_CHECKING:
     AnyProbe = ProbeSpec
     AnyNotifier = NotifierSpec
+    AnyRemediation = RemediationSpec
 else:
     # The discriminated union is built from the registry in probes/__init__.py, so a
     # new kind is one module plus one line there.
     AnyProbe = Annotated[Union[spec_types()], Field(discriminator="kind")]  # noqa: UP007
     AnyNotifier = Annotated[Union[notifier_spec_types()], Field(discriminator="kind")]  # noqa: UP007
+    AnyRemediation = Annotated[Union[remediation_spec_types()], Field(discriminator="kind")]  # noqa: UP007
 
 
 def split_listen(value: str) -> tuple[str, int]:
@@ -141,6 +146,23 @@ class AgentSection(StrictModel):
         return self.data_dir / "opsagent.duckdb"
 
 
+class GuardSection(StrictModel):
+    """The safety limits over every remediation, whoever asks for it."""
+
+    kill_switch: bool = Field(
+        default=False, description="When true no remediation runs at all (plans are refused)."
+    )
+    mode: Mode = Field(
+        default="auto",
+        description="The most a remediation may do: the stricter of this and each remediation's "
+        "own `mode` applies (off < shadow < approval < auto). `shadow` here turns every "
+        "remediation into a dry run.",
+    )
+    max_runs_per_hour: int = Field(
+        default=30, ge=1, description="Runs allowed across all remediations and targets per hour."
+    )
+
+
 SourceName = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
@@ -156,6 +178,19 @@ class Config(StrictModel):
     )
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    reports: list[ReportSpec] = Field(
+        default_factory=list, description="Periodic reports, generated and emailed by the agent."
+    )
+    remediations: list[AnyRemediation] = Field(
+        default_factory=list,
+        description="Repairs a probe may name in `remediation:`; each runs plan -> guard -> "
+        "execute -> verify.",
+    )
+    guard: GuardSection = Field(default_factory=GuardSection)
+
+    def remediation(self, name: str) -> RemediationSpec | None:
+        """The remediation with this name, if any."""
+        return next((r for r in self.remediations if r.name == name), None)
 
     def probe(self, name: str) -> ProbeSpec | None:
         """The probe with this name, if any (a scan: index it where it is called per result)."""

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from agent.config import Config
 from agent.durations import parse_duration
 from agent.errors import ConfigError, ConfigProblem
+from reports.settings import check_reports
 
 Loc = tuple[str | int, ...]
 
@@ -353,6 +354,8 @@ def cross_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Checks across fields, run on the raw data so they report even when other fields are bad."""
     problems: list[tuple[Loc, str]] = []
     problems += _notifier_checks(data)
+    problems += check_reports(data.get("reports"), _notifier_kinds(data))
+    problems += _remediation_checks(data)
     probes = data.get("probes")
     sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
     if not isinstance(probes, list):
@@ -451,6 +454,62 @@ def _notifier_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         for i, probe in enumerate(probes):
             if isinstance(probe, dict):
                 check(("probes", i, "notify"), probe.get("notify"))
+    return problems
+
+
+def _notifier_kinds(data: Mapping[str, Any]) -> dict[str, str]:
+    """Each configured notifier's name and kind (raw data; entries without both are skipped)."""
+    raw = data.get("notify")
+    entries = raw if isinstance(raw, list) else []
+    return {
+        e["name"]: e["kind"]
+        for e in entries
+        if isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("kind"), str)
+    }
+
+
+def _remediation_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Remediation names are unique; every probe's `remediation:` names one that fits it."""
+    problems: list[tuple[Loc, str]] = []
+    raw = data.get("remediations")
+    entries: list[Any] = raw if isinstance(raw, list) else []
+    kinds: dict[str, Any] = {}
+    first: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            problems.append(
+                (
+                    ("remediations", i, "name"),
+                    f"duplicate remediation name {name!r} (first used by remediations[{first[name]}])",
+                )
+            )
+        else:
+            first[name] = i
+            kinds[name] = entry.get("kind")
+    known = ", ".join(sorted(first)) or "none defined"
+    probes = data.get("probes")
+    for i, probe in enumerate(probes if isinstance(probes, list) else []):
+        ref = probe.get("remediation") if isinstance(probe, dict) else None
+        if not isinstance(ref, str):
+            continue
+        if ref not in first:
+            problems.append(
+                (
+                    ("probes", i, "remediation"),
+                    f"unknown remediation {ref!r} (remediations: {known})",
+                )
+            )
+        elif kinds[ref] == "resync" and probe.get("kind") != "reconcile":
+            problems.append(
+                (
+                    ("probes", i, "remediation"),
+                    f"{ref!r} is a resync remediation: only a reconcile probe can use it "
+                    f"(this probe is {probe.get('kind')})",
+                )
+            )
     return problems
 
 

@@ -38,6 +38,8 @@ from agent.pipeline import Listener, Pipeline, ProbeState
 from agent.probe_spec import ProbeSpec, RunContext
 from agent.redaction import Redactor
 from agent.reload import ReloadPlan, ReloadUnavailable, plan_reload
+from agent.remediation_service import RemediationService
+from agent.report_jobs import ReportJobs
 from agent.results import ProbeResult, utcnow
 from agent.runner import run_probe
 from agent.selfcheck import SELF_KIND, SELF_PROBE, HealthWindow, Heartbeat, self_result
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 JOB_MISFIRE_GRACE_S = 300
 JOB_TIMEOUT_S = 600.0
 COUNTERS_EVERY_S = 5
+APPROVALS_EVERY_S = 10.0  # how often runs awaiting approval are checked for expiry
 RESTORE_TIMEOUT_S = 60.0
 # A probe timer this far past due means the loop no longer fires timers.
 TIMER_OVERDUE_S = 5.0
@@ -77,6 +80,7 @@ class Agent:
         self.metrics = AgentMetrics(self)
         self.pipeline: Pipeline | None = None
         self.incidents: IncidentService | None = None
+        self.remediations: RemediationService | None = None
         self.outbox: Outbox | None = None
         self.targets: Targets | None = None
         self.dispatcher: Dispatcher | None = None
@@ -96,6 +100,7 @@ class Agent:
         self._heartbeat: Heartbeat | None = None
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self.reports = ReportJobs(self)
 
     def subscribe(self, listener: Callable[[ProbeResult], None]) -> None:
         """Call `listener(result)` for every result once it is queued to the store."""
@@ -132,6 +137,16 @@ class Agent:
         for listener in listeners:
             pipeline.subscribe(listener)
         ctx = self.ctx = RunContext(base_dir=self._base_dir(), sources=dict(self.config.sources))
+        remediations = self.remediations = RemediationService(
+            store,
+            incidents,
+            ctx,
+            self.config,
+            self.run_now,
+            self._latest,
+            redactor=self.redactor,
+        )
+        await remediations.start()
         dispatcher = self.dispatcher = Dispatcher(
             self._execute, max_in_flight=self.config.agent.max_in_flight
         )
@@ -174,6 +189,7 @@ class Agent:
             await asyncio.gather(*self._background, return_exceptions=True)
             await self._stop_api()
             scheduler.shutdown(wait=False)
+            await remediations.stop(self.config.agent.shutdown_grace.total_seconds())
             cut = await dispatcher.stop(self.config.agent.shutdown_grace.total_seconds())
             if cut:
                 log.warning("cut %d probe runs still in flight at shutdown", cut)
@@ -349,6 +365,8 @@ class Agent:
             self.incidents.set_policy(self._policy, self._in_maintenance)  # no re-alerting
         if self.targets is not None:
             self.targets.update(plan.config.notify)
+        if self.remediations is not None:
+            self.remediations.configure(plan.config, self.redactor)
         self._sync_jobs()
         for line in plan.not_applied:
             log.warning("reload: %s", line)
@@ -380,6 +398,7 @@ class Agent:
             "probe-counters": (float(COUNTERS_EVERY_S), self._save_counters_job),
             "self-check": (agent.self_check_every.total_seconds(), self._self_check),
             "incidents": (self.config.incidents.tick_every.total_seconds(), self._incidents_tick),
+            "approvals": (APPROVALS_EVERY_S, self._expire_approvals),
         }
         if heartbeat:
             wanted["heartbeat"] = (agent.heartbeat_every.total_seconds(), self._beat)
@@ -402,6 +421,7 @@ class Agent:
                 misfire_grace_time=max(1, min(JOB_MISFIRE_GRACE_S, int(seconds))),
             )
             self._job_seconds[job_id] = seconds
+        self.reports.sync(scheduler, self.config.reports)
 
     async def _prune(self) -> None:
         store, retention = self.running_store(), self.config.agent.retention
@@ -440,6 +460,16 @@ class Agent:
         if self.incidents is not None:
             async with asyncio.timeout(JOB_TIMEOUT_S):
                 await self.incidents.tick()
+
+    async def _expire_approvals(self) -> None:
+        if self.remediations is not None:
+            async with asyncio.timeout(JOB_TIMEOUT_S):
+                for run_id in await self.remediations.expire_approvals():
+                    log.info("remediation run #%d rejected: its approval expired", run_id)
+
+    def _latest(self, probe: str) -> ProbeResult | None:
+        state = self.pipeline.states.get(probe) if self.pipeline is not None else None
+        return state.last if state is not None else None
 
     def _policy(self, probe: str) -> Policy:
         """How incidents of `probe` behave, from the current config (looked up per result)."""

@@ -27,6 +27,7 @@ class NoticeEvent(StrEnum):
     REMINDER = "reminder"
     ESCALATED = "escalated"
     FLAPPING = "flapping"
+    APPROVAL = "approval"  # a remediation for the incident awaits a human's approval
 
 
 class IncidentSnapshot(BaseModel):
@@ -69,6 +70,7 @@ class Notice(BaseModel):
     created_at: datetime
     actor: str | None = None  # who acknowledged / silenced ("alice via slack")
     comment: str | None = None
+    approval_run: int | None = None  # APPROVAL: the remediation run to approve or reject
 
 
 class Delivery(BaseModel):
@@ -78,3 +80,28 @@ class Delivery(BaseModel):
 
     ref: dict[str, str] = Field(default_factory=dict)  # e.g. {"channel": "C123", "ts": "1700.01"}
     detail: str = ""
+
+
+class ReportNotice(BaseModel):
+    """One report to email to one target: a `notifications` row with event `report`.
+
+    It names the stored files rather than holding them, and carries the Message-ID every
+    attempt uses, so a send repeated after a crash is recognisable as the same message.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    event: Literal["report"] = "report"
+    target: str  # an email notifier's name
+    agent_name: str
+    report_id: int
+    name: str  # the report's name in agent.yaml
+    subject: str
+    html_path: str
+    text_path: str
+    message_id: str
+    created_at: datetime
+
+
+AnyNotice = Notice | ReportNotice

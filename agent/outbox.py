@@ -6,7 +6,7 @@ outcome: `sent` (with the notifier's reference, so later notices can update the 
 message), a retry with exponential back-off and jitter (or exactly the receiver's
 `Retry-After`), or `dead` for a permanent error. Notices caught mid-send by a crash go
 back to pending at start: delivery is at least once in that narrow window, exactly
-once otherwise.
+once otherwise. Reports' emails are rows here too (`ReportNotice`, event `report`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from datetime import datetime, timedelta
 
 from agent import store_incidents as sql
 from agent.errors import NotifyError
-from agent.notices import Delivery, Notice
+from agent.notices import AnyNotice, Delivery, ReportNotice
 from agent.results import utcnow
 from agent.store import Store
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[Notice, dict[str, str] | None], Awaitable[Delivery]]
+Deliver = Callable[[AnyNotice, dict[str, str] | None], Awaitable[Delivery]]
 
 
 class Outbox:
@@ -108,7 +108,11 @@ class Outbox:
         return len(rows)
 
     async def _send(self, row: sql.OutboxRow) -> None:
-        previous = await self._store.run(lambda con: sql.last_ref(con, row.incident_id, row.target))
+        previous = (
+            None  # a report's email stands alone: no earlier message to update
+            if isinstance(row.notice, ReportNotice)
+            else await self._store.run(lambda con: sql.last_ref(con, row.incident_id, row.target))
+        )
         try:
             delivery = await self._deliver(row.notice, previous)
         except NotifyError as exc:
@@ -123,13 +127,11 @@ class Outbox:
         now = self._clock()
         await self._store.run(lambda con: sql.mark_sent(con, row.id, delivery.ref, now), write=True)
         self.sent += 1
-        log.info(
-            "notice %d sent: %s incident %d to %s",
-            row.id,
-            row.notice.event.value,
-            row.incident_id,
-            row.target,
-        )
+        if isinstance(row.notice, ReportNotice):
+            what = f"report {row.notice.name} #{row.notice.report_id}"
+        else:
+            what = f"{row.notice.event.value} incident {row.incident_id}"
+        log.info("notice %d sent: %s to %s", row.id, what, row.target)
 
     async def _failed(
         self, row: sql.OutboxRow, error: str, *, permanent: bool, retry_after: float | None

@@ -86,6 +86,10 @@ class ProbeSpec(StrictModel):
         default=None,
         description="An evidence field (e.g. `id`): one incident per value instead of one per probe.",
     )
+    remediation: str | None = Field(
+        default=None,
+        description="The remediation (by name) to request when this probe's incident opens.",
+    )
 
     _check_name = field_validator("name")(classmethod(lambda cls, v: check_name(v)))
 

@@ -162,6 +162,18 @@ def render_overview(incidents: IncidentCounts, notifications: OutboxTotals | Non
     return f"{line}\n{outbox}"
 
 
+def render_remediation_totals(counts: dict[str, int]) -> str:
+    """`remediations: 1 awaiting approval (opsagent remediations ...); last 24h: 3 succeeded`."""
+    waiting = counts.get("awaiting_approval", 0)
+    recent = ", ".join(
+        f"{n} {state}" for state, n in sorted(counts.items()) if state != "awaiting_approval" and n
+    )
+    line = f"remediations: {waiting} awaiting approval"
+    if waiting:
+        line += " (opsagent remediations --state awaiting_approval)"
+    return f"{line}; last 24h: {recent or 'none'}"
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return ""

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from agent.incidents.models import Incident, IncidentState, Matcher, Silence, Transition
-from agent.notices import Notice
+from agent.notices import AnyNotice, Notice, ReportNotice
 from agent.store import _aware, _json, _naive
 
 _INCIDENT_COLUMNS = (
@@ -34,7 +34,7 @@ class OutboxRow:
     id: int
     incident_id: int
     target: str
-    notice: Notice
+    notice: AnyNotice  # a ReportNotice for a report's email (event 'report')
     state: str
     attempts: int
     next_attempt_at: datetime
@@ -260,7 +260,7 @@ def due(con: duckdb.DuckDBPyConnection, now: datetime, limit: int = 100) -> list
     """
     rows = con.execute(
         """
-        SELECT id, incident_id, target, notice, state, attempts, next_attempt_at, last_error
+        SELECT id, incident_id, target, notice, state, attempts, next_attempt_at, last_error, event
         FROM notifications
         WHERE id IN (SELECT min(id) FROM notifications WHERE state = 'pending' GROUP BY target)
           AND next_attempt_at <= ?
@@ -273,7 +273,7 @@ def due(con: duckdb.DuckDBPyConnection, now: datetime, limit: int = 100) -> list
             int(r[0]),
             int(r[1]),
             r[2],
-            Notice.model_validate_json(r[3]),
+            _notice(r[8], r[3]),
             r[4],
             int(r[5]),
             _aware(r[6]) or r[6],
@@ -281,6 +281,13 @@ def due(con: duckdb.DuckDBPyConnection, now: datetime, limit: int = 100) -> list
         )
         for r in rows
     ]
+
+
+def _notice(event: str, text: str) -> AnyNotice:
+    """A stored notice: a report's email, or a notice about an incident."""
+    if event == "report":
+        return ReportNotice.model_validate_json(text)
+    return Notice.model_validate_json(text)
 
 
 def mark_sending(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> None:

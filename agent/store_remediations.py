@@ -210,10 +210,26 @@ def get_run(con: duckdb.DuckDBPyConnection, run_id: int) -> RunRow | None:
     return _run(rows[0]) if rows else None
 
 
-def list_runs(con: duckdb.DuckDBPyConnection, *, limit: int = 100) -> list[RunRow]:
-    """The latest runs, newest first."""
+def list_runs(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    limit: int = 100,
+    state: str | None = None,
+    incident_id: int | None = None,
+) -> list[RunRow]:
+    """The latest runs, newest first; only those in `state` / of `incident_id` when given."""
+    where: list[str] = []
+    args: list[Any] = []
+    if state is not None:
+        where.append("state = ?")
+        args.append(state)
+    if incident_id is not None:
+        where.append("incident_id = ?")
+        args.append(incident_id)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
     rows = con.execute(
-        f"SELECT {_RUN_COLUMNS} FROM remediation_runs ORDER BY id DESC LIMIT ?", [limit]
+        f"SELECT {_RUN_COLUMNS} FROM remediation_runs {clause}ORDER BY id DESC LIMIT ?",
+        [*args, limit],
     ).fetchall()
     return [_run(r) for r in rows]
 
@@ -266,6 +282,21 @@ def facts(
         running=any(state == "running" for _, state, _ in started),
         runs_last_hour=int(hour),
     )
+
+
+def totals(con: duckdb.DuckDBPyConnection, since: datetime) -> dict[str, int]:
+    """Runs per state created since `since`, plus `awaiting_approval` whenever created."""
+    rows = con.execute(
+        "SELECT state, count(*) FROM remediation_runs WHERE created_at >= ? "
+        "GROUP BY state ORDER BY state",
+        [_naive(since)],
+    ).fetchall()
+    counts = {str(state): int(n) for state, n in rows}
+    waiting = con.execute(
+        "SELECT count(*) FROM remediation_runs WHERE state = 'awaiting_approval'"
+    ).fetchall()[0][0]
+    counts["awaiting_approval"] = int(waiting)
+    return counts
 
 
 def interrupt_running(

@@ -205,11 +205,59 @@ CREATE TABLE remediation_steps (
 );
 """
 
+# Reports generated (files under <data_dir>/reports/) and a link from the outbox to them:
+# a report's email is a `notifications` row with event 'report', `incident_id` 0 and
+# `report_id` set, so it is retried and never sent twice like an incident notice. The
+# sent state of a report is read from those rows. SQL in `agent/store_reports.py`.
+_REPORTS = """
+CREATE SEQUENCE reports_id_seq START 1;
+CREATE TABLE reports (
+    id BIGINT NOT NULL DEFAULT nextval('reports_id_seq'),
+    name VARCHAR NOT NULL,
+    period_start TIMESTAMP NOT NULL,    -- UTC, like every time below
+    period_end TIMESTAMP NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    trigger VARCHAR NOT NULL,           -- schedule | cli | api | demo
+    subject VARCHAR NOT NULL,
+    html_path VARCHAR NOT NULL,
+    text_path VARCHAR NOT NULL,
+    availability DOUBLE,                -- the headline figure, percent
+    notify VARCHAR[] NOT NULL           -- the notifiers asked to send it ([] = not sent)
+);
+
+ALTER TABLE notifications ADD COLUMN report_id BIGINT;
+
+-- Hourly rollups of `results` for reports over long periods (agent/store_rollup.py).
+CREATE TABLE rollup_hourly (
+    hour TIMESTAMP NOT NULL,            -- start of the hour, UTC
+    probe VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    total BIGINT NOT NULL,
+    ok BIGINT NOT NULL,
+    latency_n BIGINT NOT NULL,          -- results with a latency
+    latency_sum DOUBLE NOT NULL,
+    latency_buckets SMALLINT[],         -- histogram: bucket b = [0.01 ms * 1.1^b, * 1.1^(b+1))
+    latency_counts INTEGER[]            -- results in each of latency_buckets
+);
+
+CREATE TABLE rollup_hourly_values (
+    hour TIMESTAMP NOT NULL,
+    probe VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,              -- a top-level numeric value of sql/reconcile results
+    runs BIGINT NOT NULL,
+    found BIGINT NOT NULL,              -- runs where it was above 0
+    peak DOUBLE NOT NULL,
+    last DOUBLE NOT NULL,
+    last_ts TIMESTAMP NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("results and meta", _RESULTS_AND_META),
     Migration("probe counters", _PROBE_COUNTERS),
     Migration("incidents, events, silences, notification outbox", _INCIDENTS),
     Migration("remediation runs and steps", _REMEDIATIONS),
+    Migration("reports and hourly rollups", _REPORTS),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

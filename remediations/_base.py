@@ -80,9 +80,19 @@ class RemediationSpec(StrictModel):
         description="An approval not given within this is a rejection.",
     )
     timeout: Duration = Field(default=timedelta(seconds=30), description="Hard limit for one run.")
+    verify_after: Duration = Field(
+        default=timedelta(seconds=1),
+        description="Wait this long after a run before re-running the probe to verify it "
+        "(e.g. while a restarted service comes up).",
+    )
     description: str = ""
 
     _check_name = field_validator("name")(classmethod(lambda cls, v: check_name(v)))
+
+    @property
+    def acts_on_evidence(self) -> bool:
+        """True when each run acts on the incident's evidence rows (its target is the probe)."""
+        return False
 
     @field_validator("max_attempts", mode="before")
     @classmethod

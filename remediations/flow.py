@@ -37,9 +37,18 @@ _STATE = {
 }
 
 
-def target_for(incident: Incident, probe: ProbeSpec | None) -> Target:
-    """The target of an incident: its probe (and entity), evidence and probe spec."""
-    key = incident.probe if incident.entity is None else f"{incident.probe}/{incident.entity}"
+def target_for(incident: Incident, probe: ProbeSpec | None, spec: RemediationSpec) -> Target:
+    """The target of an incident for `spec`: what the lock, cooldown and breaker count on.
+
+    A remediation that acts on the incident's evidence (a resync, a per-row statement)
+    targets the incident's probe (and entity): two drifted tables are two targets. One
+    that acts on a fixed thing (a unit, a URL, a command) targets that thing, so two
+    incidents of two probes watching one service restart it once, not twice.
+    """
+    if spec.acts_on_evidence:
+        key = incident.probe if incident.entity is None else f"{incident.probe}/{incident.entity}"
+    else:
+        key = spec.name
     return Target(key, incident.id, list(incident.evidence), probe)
 
 
@@ -185,12 +194,43 @@ class Remediator:
         """A human closes the breaker of the run's target."""
         await self._step(run_id, "breaker_reset", by, "breaker reset", self.clock())
 
+    async def note(self, run_id: int, step: str, actor: str, detail: str) -> None:
+        """Add an audit step to a run (e.g. a refused button press)."""
+        await self._step(run_id, step, actor, detail, self.clock())
+
     async def interrupted(self) -> list[int]:
         """At start-up: mark runs a crash left `running` as interrupted; their ids (escalate them)."""
         rows = await self.store.run(
             lambda c: sql.interrupt_running(c, self.clock(), redactor=self.redactor), write=True
         )
         return [r.id for r in rows]
+
+    async def wait_before(self, spec: RemediationSpec, target: str) -> float:
+        """Seconds until cooldown and back-off let `spec` run on `target` again (0: now).
+
+        Automation sleeps this long before its next attempt instead of asking early and
+        filling the audit with refusals.
+        """
+        history, now = await self._history(spec, target), self.clock()
+        waits = [0.0]
+        if history.last_run_at is not None:
+            waits.append((history.last_run_at + spec.cooldown - now).total_seconds())
+        if history.failures_in_a_row and history.last_failure_at is not None:
+            backoff = spec.backoff * (2 ** (history.failures_in_a_row - 1))
+            waits.append((history.last_failure_at + backoff - now).total_seconds())
+        return max(waits)
+
+    async def dry_run(self, spec: RemediationSpec, target: Target, *, actor: str) -> Outcome:
+        """The plan and the guard's decision for `spec` on `target`, recording and running nothing."""
+        try:
+            plan = await planner_for(spec.kind)(spec, target, self.ctx)
+        except RemediationRefused as exc:
+            plan = Plan(spec.name, spec.kind, target.key, f"no plan: {exc}")
+            return Outcome(0, "refused", Decision.refuse("plan", str(exc)), plan)
+        decision = self.guard.check(
+            Request(spec, plan, actor, self.clock()), await self._history(spec, target.key)
+        )
+        return Outcome(0, _STATE[decision.outcome], decision, plan)
 
     # -- internals ------------------------------------------------------------------------
 

@@ -71,6 +71,11 @@ class ResyncSpec(RemediationSpec):
         default=None, description="The source to write; default: the non-truth side's source."
     )
 
+    @property
+    def acts_on_evidence(self) -> bool:
+        """A resync repairs exactly the incident's drifted keys."""
+        return True
+
 
 _PLAIN = re.compile(
     r"^\s*SELECT\s+[A-Za-z_][A-Za-z0-9_]*(\s*,\s*[A-Za-z_][A-Za-z0-9_]*)*\s+"

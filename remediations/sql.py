@@ -59,6 +59,11 @@ class SqlSpec(RemediationSpec):
         default=None, description="Record before/after values of the changed rows (undoable)."
     )
 
+    @property
+    def acts_on_evidence(self) -> bool:
+        """Per-row statements act on the incident's evidence."""
+        return self.per_row
+
     @model_validator(mode="after")
     def _capture_needs_rows(self) -> SqlSpec:
         if self.capture is not None and not self.per_row:

@@ -41,6 +41,7 @@ from agent.incidents.engine import IncidentEngine
 from agent.incidents.models import Matcher, Policy
 from agent.incidents.settings import MaintenanceWindow
 from agent.results import ProbeResult, Status
+from reports import rollup
 
 DEFAULT_INTEGRITY_VALUES = ("stuck", "mismatched", "amount_at_risk")
 INTEGRITY_KINDS = ("sql", "reconcile")
@@ -234,15 +235,10 @@ def _slo_for(probe: str, targets: Mapping[str, float]) -> float | None:
     return None
 
 
-def _exclusions(
+def _exclusion_intervals(
     con: duckdb.DuckDBPyConnection, period: Period, windows: Sequence[Window]
-) -> tuple[str, list[Any]]:
-    """A SQL condition over `ts` and `probe` true for excluded results, and its parameters.
-
-    The intervals (configured windows, incidents marked maintenance) are few, so they are
-    spelled out as one OR of range tests: a vectorised filter, where a correlated
-    subquery per result made the whole report ~6x slower.
-    """
+) -> list[tuple[datetime, datetime, str, bool]]:
+    """(start, end, probe or glob, is_glob) of every exclusion overlapping `period` (naive UTC)."""
     start, end = _naive(period.start), _naive(period.end)
     intervals: list[tuple[datetime, datetime, str, bool]] = [
         (_naive(w.start), _naive(w.end), w.match, True)
@@ -256,6 +252,19 @@ def _exclusions(
         [end, end, end, start],
     ).fetchall():
         intervals.append((s, e, probe, False))
+    return intervals
+
+
+def _exclusions(
+    con: duckdb.DuckDBPyConnection, period: Period, windows: Sequence[Window]
+) -> tuple[str, list[Any]]:
+    """A SQL condition over `ts` and `probe` true for excluded results, and its parameters.
+
+    The intervals (configured windows, incidents marked maintenance) are few, so they are
+    spelled out as one OR of range tests: a vectorised filter, where a correlated
+    subquery per result made the whole report ~6x slower.
+    """
+    intervals = _exclusion_intervals(con, period, windows)
     if not intervals:
         return "false", []
     parts: list[str] = []
@@ -369,12 +378,31 @@ class Availability(_Model):
 
 def availability(con: duckdb.DuckDBPyConnection, request: ReportRequest) -> Availability:
     """Per probe, per group and overall, with the previous period's figures."""
-    exact = _exact_quantiles(con, request.period)
-    current, buckets = _per_probe(con, request.period, request.windows, buckets=True, exact=exact)
-    # The previous period's percentiles are not shown: sampled ones are cheaper.
-    previous, _ = _per_probe(
-        con, request.period.previous(), request.windows, buckets=False, exact=False
-    )
+    period = request.period
+    plan = rollup.plan(con, period, _exclusion_intervals(con, period, request.windows))
+    if plan is not None:  # a long period: whole hours from the hourly rollups
+        exact = False
+        current, buckets = rollup.per_probe(
+            con, period, plan, _exclusions(con, period, request.windows), buckets=BUCKETS
+        )
+    else:
+        exact = _exact_quantiles(con, request.period)
+        current, buckets = _per_probe(
+            con, request.period, request.windows, buckets=True, exact=exact
+        )
+    before = request.period.previous()
+    previous_plan = rollup.plan(con, before, _exclusion_intervals(con, before, request.windows))
+    if previous_plan is not None:
+        previous, _ = rollup.per_probe(
+            con,
+            before,
+            previous_plan,
+            _exclusions(con, before, request.windows),
+            buckets=BUCKETS,
+            latency=False,
+        )
+    else:  # the previous period's percentiles are not shown: sampled ones are cheaper
+        previous, _ = _per_probe(con, before, request.windows, buckets=False, exact=False)
     probes: list[ProbeFigures] = []
     for name in sorted(set(current) | set(previous)):
         _, total, ok, excluded, p50, p95, p99 = current.get(name, (name, 0, 0, 0, None, None, None))
@@ -526,12 +554,13 @@ WITH v AS (
            unnest(range(?)) AS name_index,
            unnest(json_extract("values", ?::VARCHAR[])) AS raw
     FROM results
-    WHERE ts >= ? AND ts < ? AND kind IN ({", ".join(f"'{k}'" for k in INTEGRITY_KINDS)})
+    WHERE ({{where}}) AND kind IN ({", ".join(f"'{k}'" for k in INTEGRITY_KINDS)})
 ),
 x AS (SELECT probe, ts, bucket, name_index, TRY_CAST(raw AS DOUBLE) AS x FROM v)
-SELECT name_index, probe, bucket, count(*), count(*) FILTER (WHERE x > 0), arg_max(x, ts), max(x)
+SELECT name_index, probe, bucket, count(*), count(*) FILTER (WHERE x > 0), arg_max(x, ts), max(x),
+       max(ts)
 FROM x WHERE x IS NOT NULL
-GROUP BY name_index, probe, bucket ORDER BY name_index, probe, bucket
+GROUP BY name_index, probe, bucket
 """
 
 
@@ -540,7 +569,8 @@ def integrity(con: duckdb.DuckDBPyConnection, request: ReportRequest) -> tuple[I
 
     One scan for every name (`json_extract` with a list of paths), grouped by name,
     probe and bucket; the totals are summed here. (A scan per name took 20 s over 86M
-    results; one scan ~3 s.)
+    results; one scan ~3 s.) Over a long period the whole hours come from the hourly
+    rollups (top-level names only; a nested name makes it read `results` throughout).
     """
     names = list(request.integrity_values)
     if not names:
@@ -548,24 +578,41 @@ def integrity(con: duckdb.DuckDBPyConnection, request: ReportRequest) -> tuple[I
     period = request.period
     start, end = _naive(period.start), _naive(period.end)
     bucket_s = period.length.total_seconds() / BUCKETS
+    plan = rollup.plan(con, period, []) if all(rollup.top_level(n) for n in names) else None
+    where, where_params = (
+        rollup.ranges(plan.raw, "ts") if plan is not None else ("ts >= ? AND ts < ?", [start, end])
+    )
     rows = con.execute(
-        _INTEGRITY,
-        [start, bucket_s, BUCKETS, len(names), ["$." + n for n in names], start, end],
+        _INTEGRITY.replace("{where}", where),
+        [start, bucket_s, BUCKETS, len(names), ["$." + n for n in names], *where_params],
     ).fetchall()
-    groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-    for row in rows:
-        groups.setdefault((row[1], names[row[0]]), []).append(row)
+    if plan is not None:
+        rows += rollup.integrity(con, period, plan, names, bucket_s, BUCKETS)
+    merged: dict[tuple[int, str, int], list[Any]] = {}
+    for index, probe, bucket, runs, found, last, peak, last_ts in rows:
+        acc = merged.get((index, probe, bucket))
+        if acc is None:
+            merged[(index, probe, bucket)] = [runs, found, last, peak, last_ts]
+            continue
+        acc[0] += runs
+        acc[1] += found
+        if last_ts > acc[4]:
+            acc[2], acc[4] = last, last_ts
+        acc[3] = max(acc[3], peak)
+    groups: dict[tuple[str, str], list[tuple[int, list[Any]]]] = {}
+    for (index, probe, bucket), acc in sorted(merged.items()):
+        groups.setdefault((probe, names[index]), []).append((bucket, acc))
     out: list[IntegrityValue] = []
     for (probe, name), buckets in groups.items():
-        series = {bucket: peak for _, _, bucket, _, _, _, peak in buckets}
+        series = {bucket: acc[3] for bucket, acc in buckets}
         out.append(
             IntegrityValue(
                 probe=probe,
                 name=name,
-                runs=sum(b[3] for b in buckets),
-                runs_found=sum(b[4] for b in buckets),
-                latest=buckets[-1][5],  # ordered by bucket: the last one holds the latest
-                peak=max(b[6] for b in buckets),
+                runs=sum(acc[0] for _, acc in buckets),
+                runs_found=sum(acc[1] for _, acc in buckets),
+                latest=buckets[-1][1][2],  # ordered by bucket: the last one holds the latest
+                peak=max(acc[3] for _, acc in buckets),
                 series=tuple(series.get(i) for i in range(BUCKETS)),
             )
         )

@@ -83,20 +83,34 @@ def policies(config: Config) -> Callable[[str], Policy]:
 
 
 def write(data: ReportData, spec: ReportSpec, data_dir: Path, agent_name: str) -> tuple[Path, Path]:
-    """Store the HTML and text under `<data_dir>/reports/`; returns both paths."""
+    """Store the HTML and text under `<data_dir>/reports/`; returns both paths.
+
+    Named `<name>-<period end>` (to the second); a second report with the same name and
+    end gets `-2`, `-3`...: a stored report's files are never overwritten, so a queued
+    email always sends the report it was queued for.
+    """
     folder = Path(data_dir) / "reports"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{spec.name}-{data.period.end.astimezone(UTC):%Y%m%dT%H%MZ}"
-    html_path = folder / f"{stem}.html"
-    text_path = folder / f"{stem}.txt"
+    end = data.period.end.astimezone(UTC)
+    stem = (
+        f"{spec.name}-{end:%Y%m%dT%H%MZ}"
+        if end.second == 0
+        else f"{spec.name}-{end:%Y%m%dT%H%M%SZ}"
+    )
     sections = list(spec.sections)
-    html_path.write_text(
-        render_html(data, title=spec.name, sections=sections, agent_name=agent_name), "utf-8"
-    )
-    text_path.write_text(
-        render_text(data, title=spec.name, sections=sections, agent_name=agent_name), "utf-8"
-    )
-    return html_path, text_path
+    html = render_html(data, title=spec.name, sections=sections, agent_name=agent_name)
+    text = render_text(data, title=spec.name, sections=sections, agent_name=agent_name)
+    for n in range(1, 1000):
+        suffix = "" if n == 1 else f"-{n}"
+        html_path, text_path = folder / f"{stem}{suffix}.html", folder / f"{stem}{suffix}.txt"
+        try:
+            with html_path.open("x", encoding="utf-8") as out:  # "x": never overwrite
+                out.write(html)
+        except FileExistsError:
+            continue
+        text_path.write_text(text, "utf-8")
+        return html_path, text_path
+    raise OSError(f"too many reports named {stem} in {folder}")
 
 
 __all__ = [

@@ -26,8 +26,9 @@ reports:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -92,6 +93,15 @@ class ReportSpec(StrictModel):
             raise ValueError("a section is listed twice")
         return value
 
+    @property
+    def schedule(self) -> str:
+        """`cron 0 7 * * *` or `every 1d`, for listings and logs."""
+        from agent.durations import format_duration
+
+        if self.cron is not None:
+            return f"cron {self.cron}"
+        return f"every {format_duration(self.every) if self.every else '?'}"
+
     @model_validator(mode="after")
     def _one_schedule(self) -> ReportSpec:
         if (self.cron is None) == (self.every is None):
@@ -101,15 +111,50 @@ class ReportSpec(StrictModel):
         return self
 
 
-def check_reports(reports: list[ReportSpec], notifier_names: set[str]) -> list[str]:
-    """Cross-checks for the config root: unique names, notifiers that exist. Errors, all."""
-    errors: list[str] = []
-    seen: set[str] = set()
+def check_reports(
+    reports: Any, notifiers: Mapping[str, str]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Cross-checks for the config root, on the raw `reports:` list (so they report even
+    when other fields are bad): unique names, and `notify:` names an email notifier.
+
+    `notifiers` maps each configured notifier's name to its kind. Returns every problem
+    as (path, message), the path as a tuple for the loader to find the line.
+    """
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    if not isinstance(reports, list):
+        return errors
+    known = ", ".join(sorted(notifiers)) or "none defined"
+    first: dict[str, int] = {}
     for index, report in enumerate(reports):
-        if report.name in seen:
-            errors.append(f"reports.{index}.name: duplicate report name {report.name!r}")
-        seen.add(report.name)
-        for target in report.notify:
-            if target not in notifier_names:
-                errors.append(f"reports.{index}.notify: unknown notifier {target!r}")
+        if not isinstance(report, dict):
+            continue
+        name = report.get("name")
+        if isinstance(name, str):
+            if name in first:
+                errors.append(
+                    (
+                        ("reports", index, "name"),
+                        f"duplicate report name {name!r} (first used by reports[{first[name]}])",
+                    )
+                )
+            else:
+                first[name] = index
+        targets = report.get("notify")
+        for j, target in enumerate(targets if isinstance(targets, list) else []):
+            if not isinstance(target, str):
+                continue
+            if target not in notifiers:
+                errors.append(
+                    (
+                        ("reports", index, "notify", j),
+                        f"unknown notifier {target!r} (notify: {known})",
+                    )
+                )
+            elif notifiers[target] != "email":
+                errors.append(
+                    (
+                        ("reports", index, "notify", j),
+                        f"{target!r} is a {notifiers[target]} notifier: reports are sent by email",
+                    )
+                )
     return errors

@@ -19,6 +19,7 @@ from agent.notices import Severity
 from agent.results import ProbeResult
 from agent.status import ProbeStatus
 from agent.store import StoreStats
+from agent.store_reports import StoredReport
 
 
 def _json_number(value: Any) -> Any:
@@ -96,6 +97,11 @@ class StatusResponse(BaseModel):
     incidents: IncidentCounts
     notifications: OutboxTotals | None = Field(
         description="The outbox; null when the store could not be read just now."
+    )
+    remediations: dict[str, int] | None = Field(
+        default=None,
+        description="Remediation runs of the last 24 h by state, and `awaiting_approval` "
+        "(however old); null when the store could not be read just now.",
     )
 
 
@@ -595,6 +601,118 @@ def json_values(value: dict[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = json.loads(json.dumps(value, default=str))
     return out
+
+
+# -- reports -------------------------------------------------------------------------------
+
+
+class ReportPath(PathParams):
+    """`{name}` of `/v1/reports/{name}`."""
+
+    name: str = Field(description="Report name from the config's `reports:`.")
+
+
+class ReportRunRequest(RequestBody):
+    """`POST /v1/reports/{name}`: generate a report now (optionally email it)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"period": "7d", "send": True}]})
+
+    period: str | None = Field(
+        default=None,
+        max_length=80,
+        description="`24h`, `7d`, `30d` (ending now) or `FROM..TO` (ISO dates or date-times, "
+        "UTC); default: the report's `period` ending now.",
+    )
+    send: bool = Field(
+        default=False, description="Email it to the report's `notify:` notifiers (via the outbox)."
+    )
+
+    @field_validator("period")
+    @classmethod
+    def _valid_period(cls, value: str | None) -> str | None:
+        if value is not None:
+            from reports.generate import parse_period
+
+            parse_period(value, datetime.now(UTC))
+        return value
+
+
+class ReportsParams(QueryParams):
+    """Query string of `GET /v1/reports`."""
+
+    name: str | None = Field(default=None, description="Only reports of this name.")
+    limit: int = Field(default=50, ge=1, le=1000, description="Newest reports first.")
+
+
+class ReportDeliveryInfo(BaseModel):
+    """The email of a report to one notifier, through the outbox."""
+
+    target: str = Field(description="The email notifier's name.")
+    state: Literal["pending", "sending", "sent", "dead"]
+    attempts: int
+    last_error: str | None
+    sent_at: datetime | None
+
+
+class ReportInfo(BaseModel):
+    """A generated report: its period, files and the delivery of its emails."""
+
+    id: int
+    name: str
+    period_start: datetime
+    period_end: datetime
+    created_at: datetime
+    trigger: str = Field(description="schedule, api, cli or demo.")
+    subject: str
+    html_path: str = Field(description="The self-contained HTML file on the agent's machine.")
+    text_path: str
+    availability: float | None = Field(description="Overall availability, percent.")
+    send_state: Literal["not sent", "pending", "sent", "dead"]
+    deliveries: list[ReportDeliveryInfo]
+
+    @classmethod
+    def of(cls, report: StoredReport) -> ReportInfo:
+        """From a stored report."""
+        return cls(
+            id=report.id,
+            name=report.name,
+            period_start=report.period_start,
+            period_end=report.period_end,
+            created_at=report.created_at,
+            trigger=report.trigger,
+            subject=report.subject,
+            html_path=report.html_path,
+            text_path=report.text_path,
+            availability=report.availability,
+            send_state=report.send_state,
+            deliveries=[
+                ReportDeliveryInfo(
+                    target=d.target,
+                    state=d.state,
+                    attempts=d.attempts,
+                    last_error=d.last_error,
+                    sent_at=d.sent_at,
+                )
+                for d in report.deliveries
+            ],
+        )
+
+
+class ScheduledReport(BaseModel):
+    """A report configured in `reports:`."""
+
+    name: str
+    schedule: str = Field(description="`cron 0 7 * * *` or `every 1d`.")
+    period_s: float
+    notify: list[str]
+    next_run: datetime | None = Field(description="When the agent generates it next.")
+
+
+class ReportsResponse(BaseModel):
+    """`GET /v1/reports`: generated reports, newest first, and the configured ones."""
+
+    reports: list[ReportInfo]
+    configured: list[ScheduledReport]
 
 
 StatusResponse.model_rebuild()

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import os
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from agent import __version__
 from agent import store_incidents as sql
+from agent import store_remediations as remediation_sql
 from agent.api.app import JSON, ApiError, Call, Reply, Route, is_public
 from agent.api.app import ROUTES as ROUTES_KEY
 from agent.api.config_view import redacted
@@ -54,6 +56,8 @@ from agent.api.models import (
     duration_within,
 )
 from agent.api.openapi import build_openapi
+from agent.api.remediation_routes import REMEDIATION_ROUTES
+from agent.api.routes_reports import REPORT_ROUTES
 from agent.api.sql import QueryTimeout, json_safe, run_query
 from agent.errors import ConfigError, StoreError
 from agent.incidents.models import Incident, Matcher, Transition
@@ -111,6 +115,7 @@ async def get_status(call: Call) -> StatusResponse:
         ),
         incidents=_incident_counts(_service(call)),
         notifications=await _outbox_totals(store),
+        remediations=await _remediation_totals(store, now),
     )
 
 
@@ -132,6 +137,16 @@ async def _outbox_totals(store: Store) -> OutboxTotals | None:
     except (TimeoutError, StoreError):
         return None
     return OutboxTotals(pending=counts.pending, dead=counts.dead, sent=counts.sent)
+
+
+async def _remediation_totals(store: Store, now: datetime) -> dict[str, int] | None:
+    """Remediation runs of the last day by state; None when the store cannot answer now."""
+    since = now - timedelta(hours=24)
+    try:
+        async with asyncio.timeout(OUTBOX_COUNT_WAIT_S):
+            return await store.run(lambda c: remediation_sql.totals(c, since))
+    except (TimeoutError, StoreError):
+        return None
 
 
 async def list_probes(call: Call) -> ProbesResponse:
@@ -612,5 +627,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(404, 409, 503),
         tag="incidents",
     ),
+    *REPORT_ROUTES,
 )
+ROUTES = ROUTES + REMEDIATION_ROUTES
 assert all(r.media_type == JSON or r.response is None for r in ROUTES)

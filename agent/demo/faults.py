@@ -1,21 +1,27 @@
-"""The demo's fault injector: a timeline of steps that break (and reset) the shop.
+"""The demo's fault injector: a timeline of steps that break the shop (the agent repairs it).
 
 A timeline is a list of `Step(at, action, description)`; `at` is seconds from the
 start of a round. Actions are small frozen dataclasses, applied by `apply()`:
 
-    SetFault(slow_ms=1500)       shop API slower than the probe timeout
+    SetFault(slow_ms=700)        shop API slower than shop-api's 500 ms limit
     SetFault(health="degraded")  /health answers 200 but says "degraded"
     SetFault(errors=True)        public endpoints answer 500
     SetFault(reset=True)         back to a healthy API
-    KillShop() / StartShop()     SIGKILL the shop process / start it again
+    KillShop() / StartShop()     SIGKILL the shop process / start it unless it runs
     DriftStock(skus, delta)      shop.db and warehouse.db disagree for those SKUs
     StrandPayments(count)        payments stuck in 'pending' for 20 minutes
     RequeuePayments()            POST /admin/payments/requeue (what a repair would do)
     ResyncStock()                the shop's stock copied from the warehouse again
+    ResetBreaker(name)           a human closes a remediation's open circuit breaker
 
-The default round lasts 90 s: healthy for 15 s, then one fault after another, then a
-clean-up so the next round starts healthy. A failed injection (the shop is down when
-we try to slow it) prints a warning; it never stops the demo.
+The default round lasts 120 s: healthy for 15 s, then one fault after another. The
+agent repairs the killed shop (`restart-shop`), the drifted stock (`resync-stock`)
+and the stranded payments (`requeue-payments`) itself; the 500 errors it cannot fix
+(`clear-shop-cache` is tried, found ineffective, and its breaker opens), so an
+"on-call" step stops them and resets the breaker. The last steps are a safety net so
+the next round starts healthy even if a repair did not happen: each reports what it
+still found to do ("0 SKUs fixed" when the agent had done it). A failed injection (the
+shop is down when we try to slow it) prints a warning; it never stops the demo.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import asyncio
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -34,7 +40,7 @@ import httpx
 from agent.demo import data
 from agent.demo.process import ShopProcess, ShopStartError
 
-ROUND_SECONDS = 90.0
+ROUND_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class KillShop:
 
 @dataclass(frozen=True)
 class StartShop:
-    """Start the shop process again on the same port and wait until it answers."""
+    """Start the shop process again on the same port (unless one runs) and wait until it answers."""
 
 
 @dataclass(frozen=True)
@@ -92,9 +98,26 @@ class ResyncStock:
     """Copy the warehouse's stock into the shop (the warehouse is the truth)."""
 
 
+@dataclass(frozen=True)
+class ResetBreaker:
+    """Close the circuit breaker of remediation `name`, as `opsagent reset-breaker RUN` does."""
+
+    name: str
+
+
 Action = (
-    SetFault | KillShop | StartShop | DriftStock | StrandPayments | RequeuePayments | ResyncStock
+    SetFault
+    | KillShop
+    | StartShop
+    | DriftStock
+    | StrandPayments
+    | RequeuePayments
+    | ResyncStock
+    | ResetBreaker
 )
+# How the injector reaches the agent for ResetBreaker: the remediation's name in, an
+# outcome line out (the runner provides it; None: the step is reported as not applied).
+BreakerReset = Callable[[str], Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -113,31 +136,34 @@ class Step:
 
 
 def default_timeline(rng: random.Random | None = None) -> list[Step]:
-    """The 90-second round: healthy first, then each fault, then a clean-up."""
+    """The 120-second round: healthy first, then each fault, then a safety-net clean-up."""
     rng = rng or random.Random()
     drifted = tuple(sorted(rng.sample([data.sku_name(i) for i in range(1, data.SKU_COUNT + 1)], 3)))
     return [
-        Step(15, SetFault(slow_ms=1500), "shop API slowed to 1.5 s (probe timeout is 1 s)"),
+        Step(15, SetFault(slow_ms=700), "shop API slowed to 0.7 s (shop-api allows 500 ms)"),
         Step(25, SetFault(reset=True), "shop API speed back to normal", fault=False),
-        Step(30, SetFault(health="degraded"), 'shop /health reports "degraded"'),
-        Step(38, SetFault(reset=True), "shop /health reports ok again", fault=False),
-        Step(42, SetFault(errors=True), "shop API answers 500 Internal Server Error"),
-        Step(50, SetFault(reset=True), "shop API errors stopped", fault=False),
-        Step(55, KillShop(), "shop process killed (SIGKILL)"),
-        Step(65, StartShop(), "shop process restarted", fault=False),
+        Step(28, SetFault(health="degraded"), 'shop /health reports "degraded"'),
+        Step(34, SetFault(reset=True), "shop /health reports ok again", fault=False),
+        Step(38, KillShop(), "shop process killed (SIGKILL): the agent restarts it"),
         Step(
-            70,
+            55,
             DriftStock(drifted, delta=+5),
             f"stock drifted: shop inventory of {', '.join(drifted)} is 5 above the warehouse's",
         ),
-        Step(75, StrandPayments(3), "3 payments stranded in 'pending' for 20 minutes"),
+        Step(70, StrandPayments(3), "3 payments stranded in 'pending' for 20 minutes"),
+        Step(82, SetFault(errors=True), "shop API answers 500 (a bug no repair here can fix)"),
         Step(
-            86,
-            RequeuePayments(),
-            "stranded payments requeued, ready for the next round",
+            110,
+            SetFault(reset=True),
+            "on-call deployed a fix: shop API errors stopped",
             fault=False,
         ),
-        Step(87, ResyncStock(), "shop stock resynced from the warehouse", fault=False),
+        Step(
+            111, ResetBreaker("clear-shop-cache"), "on-call reset the circuit breaker", fault=False
+        ),
+        Step(114, StartShop(), "clean-up: shop process running", fault=False),
+        Step(115, ResyncStock(), "clean-up: shop stock matches the warehouse", fault=False),
+        Step(116, RequeuePayments(), "clean-up: no payment left stranded", fault=False),
     ]
 
 
@@ -151,6 +177,7 @@ class FaultInjector:
     repeat: bool = True
     round_seconds: float = ROUND_SECONDS
     clock: Callable[[], float] = time.monotonic
+    reset_breaker: BreakerReset | None = None
     applied: list[Step] = field(default_factory=list)
 
     async def run(self, start: float | None = None) -> None:
@@ -174,19 +201,30 @@ class FaultInjector:
     async def play(self, step: Step) -> None:
         """Apply one step and print its line, or a warning if it could not be applied."""
         try:
-            outcome = await apply(step.action, self.shop)
-        except (httpx.HTTPError, ShopStartError, sqlite3.Error, OSError, ValueError) as exc:
+            outcome = await apply(step.action, self.shop, self.reset_breaker)
+        except (
+            httpx.HTTPError,
+            ShopStartError,
+            sqlite3.Error,
+            OSError,
+            ValueError,
+            LookupError,
+            RuntimeError,
+        ) as exc:
             self.emit(f"⚠ demo: could not inject {step.description!r}: {exc or type(exc).__name__}")
             return
         self.applied.append(step)
         self.emit(step.line + (f" ({outcome})" if outcome else ""))
 
 
-async def apply(action: Action, shop: ShopProcess) -> str:
+async def apply(
+    action: Action, shop: ShopProcess, reset_breaker: BreakerReset | None = None
+) -> str:
     """Apply one action to the shop; returns a short outcome, possibly empty.
 
     Raises httpx.HTTPError when the admin API is unreachable, ShopStartError when a
-    restart fails, sqlite3/OSError or ValueError for file changes that failed.
+    restart fails, sqlite3/OSError or ValueError for file changes that failed, and
+    LookupError/RuntimeError when a breaker cannot be reset.
     """
     match action:
         case SetFault():
@@ -196,6 +234,8 @@ async def apply(action: Action, shop: ShopProcess) -> str:
             await asyncio.to_thread(shop.kill)
             return ""
         case StartShop():
+            if shop.running:
+                return f"already running, pid {shop.pid}"
             shop.start()
             await shop.wait_ready()
             return f"pid {shop.pid}"
@@ -215,6 +255,10 @@ async def apply(action: Action, shop: ShopProcess) -> str:
         case ResyncStock():
             fixed = await asyncio.to_thread(data.resync_stock, shop.data_dir)
             return f"{fixed} SKUs fixed"
+        case ResetBreaker():
+            if reset_breaker is None:
+                raise RuntimeError("no agent to reset a breaker in")
+            return await reset_breaker(action.name)
     raise ValueError(f"unknown action {action!r}")
 
 

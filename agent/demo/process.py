@@ -2,13 +2,19 @@
 
 The shop runs in its own session so a Ctrl-C in the terminal reaches the demo only,
 which then stops the shop in order (SIGTERM, then SIGKILL after a grace period). The
-shop also watches its parent and exits if the demo dies without cleaning up, so no
+shop also watches the demo's pid and exits if the demo dies without cleaning up, so no
 path leaves an orphan behind.
+
+The agent may restart a killed shop itself (the demo's `restart-shop` remediation):
+that shop is not our `Popen` child. `ShopProcess` therefore also knows the shop by its
+command line (`agent.demo.shop --port PORT --data-dir`, which only this demo's shop
+has), so killing, stopping and "is it running" cover a shop whoever started it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -19,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+import psutil
 
 
 class ShopStartError(RuntimeError):
@@ -58,14 +65,32 @@ class ShopProcess:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def pattern(self) -> str:
+        """The command-line substring of this shop, whoever started it."""
+        return shop_pattern(self.port)
+
+    @property
     def pid(self) -> int | None:
-        """The running child's pid, or None when it is not running."""
-        return self._proc.pid if self.running and self._proc is not None else None
+        """The running shop's pid (our child, or one the agent started), or None."""
+        if self._child_running:
+            assert self._proc is not None
+            return self._proc.pid
+        others = self._others()
+        return others[0].pid if others else None
 
     @property
     def running(self) -> bool:
-        """True while the child process is alive."""
+        """True while a shop on our port is alive (our child, or one the agent started)."""
+        return self._child_running or bool(self._others())
+
+    @property
+    def _child_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def _others(self) -> list[psutil.Process]:
+        """Live shops on our port that are not our `Popen` child (the agent restarted them)."""
+        own = self._proc.pid if self._proc is not None else None
+        return [p for p in shop_processes(self.pattern) if p.pid != own]
 
     def start(self) -> None:
         """Spawn the shop (no-op if it runs); output goes to `log_path`, appended."""
@@ -110,28 +135,78 @@ class ShopProcess:
                 await asyncio.sleep(0.1)
 
     def kill(self) -> None:
-        """SIGKILL the shop, as a crash would, and reap it."""
-        if self._proc is not None and self.running:
+        """SIGKILL the shop, as a crash would, and reap it (whoever started it)."""
+        others = self._others()
+        if self._proc is not None and self._child_running:
             self._proc.send_signal(signal.SIGKILL)
+        for proc in others:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
         self._reap(5.0)
+        _wait_gone(others, 5.0)
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the shop, SIGKILL it after `grace` seconds, and reap it.
 
         Synchronous on purpose: it must also work from a `finally` while the event loop
-        is being cancelled.
+        is being cancelled. A shop the agent started is stopped the same way.
         """
-        if self._proc is not None and self.running:
+        others = self._others()
+        for proc in others:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        if self._proc is not None and self._child_running:
             self._proc.terminate()
             try:
                 self._proc.wait(grace)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+        for proc in _wait_gone(others, grace):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
         self._reap(5.0)
+        _wait_gone(others, 5.0)
 
     def _reap(self, timeout: float) -> None:
         if self._proc is not None:
             self._proc.wait(timeout)
+
+
+def shop_pattern(port: int) -> str:
+    """The part of a shop's command line that names its port (and only that shop's)."""
+    return f"agent.demo.shop --port {port} --data-dir"
+
+
+def shop_processes(pattern: str) -> list[psutil.Process]:
+    """Live processes whose command line contains `pattern` (zombies count as gone)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+            continue
+        if pattern in " ".join(proc.info["cmdline"] or ()):
+            found.append(proc)
+    return found
+
+
+def _wait_gone(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until `procs` have exited (or are zombies); those still alive after `timeout`.
+
+    Polls instead of `psutil.wait_procs`: a shop the agent started is reaped by asyncio's
+    child watcher in this process, and a second `waitpid` would race it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in procs if _running(p)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.02)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 async def launch_shop(

@@ -1,11 +1,13 @@
 """`opsagent demo`: the shop, the agent watching it, the faults, and the live timeline.
 
 The order matters: the environment the config interpolates (`SHOP_PORT`,
-`DEMO_DATA_DIR`, `OPSAGENT_PYTHON`) is set before the config is loaded, the config
+`DEMO_DATA_DIR`, `OPSAGENT_PYTHON`, `DEMO_PID`) is set before the config is loaded, the config
 is validated before anything is started, and the shop answers /health before the
 agent's first probe. Every way out (the duration elapsing, Ctrl-C or SIGTERM caught by
 the agent, Ctrl-C before the agent started, an exception) goes through one `finally`
-that stops the injector and the shop child, so the demo never leaves a process behind.
+that stops the injector and the shop, so the demo never leaves a process behind: the
+shop the demo started, or one the agent's `restart-shop` remediation started (found by
+its command line; it also exits by itself once the demo's pid is gone).
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ from agent.daemon import Agent
 from agent.demo import data
 from agent.demo.faults import ROUND_SECONDS, FaultInjector, Step, default_timeline
 from agent.demo.process import ShopProcess, ShopStartError, free_port, launch_shop
+from agent.demo.repairs import RepairFeed, read_runs
+from agent.demo.report import write_report
 from agent.demo.timeline import ConsoleTimeline
 from agent.errors import ConfigError, StoreError
 from agent.incidents.models import Incident
 from agent.results import utcnow
 from agent.store import Store
 
-ENV_KEYS = ("SHOP_PORT", "DEMO_DATA_DIR", "OPSAGENT_PYTHON")
+ENV_KEYS = ("SHOP_PORT", "DEMO_DATA_DIR", "OPSAGENT_PYTHON", "DEMO_PID")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 STOP_MARGIN_S = 10.0  # on top of the agent's shutdown grace, before giving up on it
 
@@ -98,12 +102,13 @@ async def _watch(
     """
     agent = Agent(config, config_path=config_path)
     agent.subscribe(console)
+    feed = RepairFeed(agent, console)
     stop = asyncio.Event()
     console.start()
     since = utcnow()
-    injecting = asyncio.create_task(
-        FaultInjector(shop, steps, emit=console.fault).run(start=console.started)
-    )
+    injector = FaultInjector(shop, steps, emit=console.fault, reset_breaker=feed.reset_breaker)
+    injecting = asyncio.create_task(injector.run(start=console.started))
+    following = asyncio.create_task(feed.follow())
     grace = config.agent.shutdown_grace.total_seconds() + STOP_MARGIN_S
     # The console notifier prints to stdout: its notices join the timeline, marked.
     with contextlib.redirect_stdout(console.notice_stream()):
@@ -113,6 +118,7 @@ async def _watch(
         try:
             await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
             injecting.cancel()  # stopping: no new faults while the agent flushes
+            following.cancel()
             try:
                 code = await asyncio.wait_for(asyncio.shield(running), grace)
             except TimeoutError:
@@ -121,14 +127,20 @@ async def _watch(
         finally:
             if timer is not None:
                 timer.cancel()
-            for task in (injecting, running, stopping):
+            for task in (injecting, following, running, stopping):
                 task.cancel()
-            await asyncio.gather(injecting, running, stopping, return_exceptions=True)
+            await asyncio.gather(injecting, following, running, stopping, return_exceptions=True)
     console.message(console.summary(_shown(config.agent.store_path)))
     incidents = _incidents(agent)
     if incidents is not None:
         console.message(console.incidents(incidents, since))
         console.message("  try: opsagent incidents --all; opsagent incident ID")
+    runs = read_runs(config.agent.store_path, since)
+    if runs is not None:
+        console.message(console.remediations(runs))
+        if runs:
+            console.message("  try: opsagent remediations; opsagent remediation RUN_ID")
+    console.message(await write_report(config, since))
     return code
 
 
@@ -154,12 +166,13 @@ def _load(config_path: Path, port: int, data_dir: Path) -> Config:
     os.environ["SHOP_PORT"] = str(port)
     os.environ["DEMO_DATA_DIR"] = str(data_dir)
     os.environ["OPSAGENT_PYTHON"] = sys.executable
+    os.environ["DEMO_PID"] = str(os.getpid())  # a shop the agent restarts exits with the demo
     return load_config(config_path)
 
 
 @contextlib.contextmanager
 def _demo_environment() -> Iterator[None]:
-    """Restore SHOP_PORT, DEMO_DATA_DIR and OPSAGENT_PYTHON as they were before the demo."""
+    """Restore SHOP_PORT, DEMO_DATA_DIR, OPSAGENT_PYTHON and DEMO_PID as they were before."""
     saved = {key: os.environ.get(key) for key in ENV_KEYS}
     try:
         yield
@@ -204,9 +217,20 @@ def _intro(
             f"  {faults}",
             f"  an incident opens after {rules.failures} failed runs in a row and resolves after "
             f"{rules.successes} passing ones; {told}",
+            f"  {_healing(config)}",
             "",
         ]
     )
+
+
+def _healing(config: Config) -> str:
+    """One line on the remediations: which probes the agent repairs, and how."""
+    repaired = [f"{p.name} -> {p.remediation}" for p in config.probes if p.remediation]
+    if not repaired:
+        return "no probe names a remediation: the agent detects, it does not repair"
+    guard = config.guard
+    mode = "kill switch ON: nothing runs" if guard.kill_switch else f"guard mode {guard.mode}"
+    return f"self-healing ({mode}): " + ", ".join(repaired)
 
 
 def _absolute(path: Path) -> Path:

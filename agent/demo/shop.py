@@ -12,6 +12,8 @@ crash of one never takes the other down. It listens on 127.0.0.1 only.
     POST /admin/fault            {"slow_ms": 1500} | {"health": "degraded"} | {"errors": true}
                                  | {"traffic": false} | {"reset": true}
     POST /admin/payments/requeue settle payments left pending (the stuck-payment repair)
+    POST /admin/cache/clear      empty the catalogue cache (a repair that fixes no injected
+                                 fault: the demo's remediation that trips its circuit breaker)
 
 Two background tasks make it look alive: `traffic` places a few orders per second and
 `provider` plays the payment provider, capturing each payment about a second after
@@ -39,6 +41,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -48,6 +51,7 @@ VERSION = "1.4.2"
 PROVIDER_DELAY_S = 1.0  # how long the payment provider takes to confirm a payment
 RECOVER_WINDOW = timedelta(minutes=1)  # pending payments a restarted provider picks up again
 REQUEUE_MIN_AGE = timedelta(seconds=30)  # younger pending payments are still in flight
+PARENT_POLL_S = 0.5
 
 T = TypeVar("T")
 
@@ -150,6 +154,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/admin/fault", get_fault)
     app.router.add_post("/admin/fault", set_fault)
     app.router.add_post("/admin/payments/requeue", requeue_payments)
+    app.router.add_post("/admin/cache/clear", clear_cache)
     app.cleanup_ctx.append(_background)
     return app
 
@@ -261,6 +266,12 @@ async def requeue_payments(request: web.Request) -> web.Response:
     return web.json_response({"requeued": len(settled), "payment_ids": settled})
 
 
+async def clear_cache(request: web.Request) -> web.Response:
+    """Forget the cached catalogue. The shop caches nothing that an injected fault touches,
+    so this answers 200 and changes nothing a probe sees: the demo's ineffective repair."""
+    return web.json_response({"cleared": 0})
+
+
 def _bad_request(message: str) -> web.Response:
     return web.json_response({"error": message}, status=400)
 
@@ -344,12 +355,26 @@ async def serve(port: int, settings: Settings, parent_pid: int | None = None) ->
 
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
-    """Stop when the demo that started us is gone, so a killed demo leaves no orphan."""
-    while True:  # no event tells us the parent died; polling getppid() is the portable way
-        if os.getppid() != parent_pid:
+    """Stop when the demo that started us is gone, so a killed demo leaves no orphan.
+
+    The demo may be our parent, or (when its agent restarted us) our grandparent's
+    process: we watch the pid itself, not `getppid()`.
+    """
+    while True:  # no event tells us a process died: polling is the portable way
+        if not _alive(parent_pid):
             stop.set()
             return
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(PARENT_POLL_S)
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    if os.getppid() == pid:
+        return True
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,7 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         help="share of payments the provider declines (default 0.03)",
     )
     parser.add_argument(
-        "--parent-pid", type=int, default=None, help="exit when this process (our parent) is gone"
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="exit when this process (the demo that started us) is gone; 0: never",
     )
     args = parser.parse_args(argv)
     settings = Settings(args.data_dir, args.orders_per_second, args.payment_failure_rate)

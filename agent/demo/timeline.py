@@ -6,12 +6,18 @@
     + 20.3s  ✉ notice: 🔔 OPENED       critical  shop-api failing — timed out after 1s
     + 27.3s  ▲ shop-api        OK      4 ms  recovered after 10.1s
     + 30.4s  ✉ notice: ✅ RESOLVED     critical  shop-api failing — recovered after 10s
+    + 44.0s  🔧 repair #3 restart-shop planned: signal 0 processes matching ..., then start
+    + 44.1s  🔧 repair #3 restart-shop executed: stopped 0 processes (0 killed), started pid 81
+    + 47.2s  🔧 repair #3 restart-shop verified: the probe passes again
 
 A change of state (ok → fail, fail → ok) gets its own mark and says what it was, so
 the moment a fault is detected stands out. Notices are what the `console` notifier
 prints (the demo routes its stdout through `notice_stream()`), so they show exactly
 what a Slack channel or an inbox would receive, at the moment the outbox sent it.
-Colours only when the stream is a terminal and NO_COLOR is unset.
+Repairs are the agent's remediation steps (planned, executed, verified, ineffective,
+breaker opened, ...) as the store records them, and escalations of incidents; the demo
+polls the agent's store for them (`RemediationFeed` in the runner) and prints them with
+`repair()`. Colours only when the stream is a terminal and NO_COLOR is unset.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ _STYLES = {
     "fault": "\033[1;35m",  # bold magenta
     "notice": "\033[1;34m",  # bold blue
     "demo": "\033[36m",  # cyan
+    "repair": "\033[1;33m",  # bold yellow
     "dim": "\033[2m",
 }
 _MARKS = {Status.OK: "✓", Status.FAIL: "✗", Status.ERROR: "!"}
@@ -84,6 +91,10 @@ class ConsoleTimeline:
     def notice(self, line: str) -> None:
         """Print a line the console notifier wrote, marked as a notice, at the current time."""
         self._write(f"{self._elapsed()}  {self._paint(NOTICE_MARK + line, 'notice')}")
+
+    def repair(self, line: str) -> None:
+        """Print a remediation step or an escalation (`🔧 repair ...`) at the current time."""
+        self._write(f"{self._elapsed()}  {self._paint(line, 'repair')}")
 
     def notice_stream(self) -> TextIO:
         """A text stream whose every line becomes a `notice()` (for `redirect_stdout`)."""
@@ -183,6 +194,20 @@ class ConsoleTimeline:
             )
         return "\n".join(lines)
 
+    def remediations(self, runs: Sequence[RunSummary]) -> str:
+        """The remediation runs of this demo run: how each ended, per remediation."""
+        if not runs:
+            return "No remediation ran."
+        by_name: dict[str, Counter[str]] = {}
+        for run in runs:
+            outcome = run.state + (" + verified" if run.verified else "")
+            by_name.setdefault(run.remediation, Counter())[outcome] += 1
+        lines = [f"Remediations: {len(runs)} runs"]
+        for name in sorted(by_name):
+            counts = ", ".join(f"{n} {state}" for state, n in sorted(by_name[name].items()))
+            lines.append(f"  {name:<18} {counts}")
+        return "\n".join(lines)
+
     def _elapsed(self) -> str:
         return f"+{self.clock() - self.started:5.1f}s"
 
@@ -198,6 +223,28 @@ class ConsoleTimeline:
 
 
 NOTICE_MARK = "✉ notice: "
+REPAIR_MARK = "🔧 repair"
+ESCALATION_MARK = "⬆ escalated"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One remediation run, as the end-of-demo summary needs it."""
+
+    remediation: str
+    state: str
+    verified: bool | None
+
+
+def repair_line(run_id: int, remediation: str, step: str, detail: str) -> str:
+    """The timeline line of one remediation step."""
+    text = " ".join(detail.split())
+    return f"{REPAIR_MARK} #{run_id} {remediation} {step}: {text}"
+
+
+def escalation_line(incident_id: int, probe: str, reason: str) -> str:
+    """The timeline line of an incident escalated by the agent."""
+    return f"{ESCALATION_MARK} incident #{incident_id} {probe}: {' '.join(reason.split())}"
 
 
 class _NoticeLines(io.StringIO):

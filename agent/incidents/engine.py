@@ -92,6 +92,9 @@ class IncidentEngine:
         self.active: dict[str, Incident] = {}
         self.silences: dict[int, Silence] = {}
         self._trackers: dict[str, _Tracker] = {}
+        # Incidents whose repair is being verified right now: a recovery seen meanwhile
+        # resolves them as `auto-remediated` (the re-probe is a normal result).
+        self.verifying: dict[int, str] = {}  # incident id -> who repaired it
 
     def reconfigure(
         self, policy_for: Callable[[str], Policy], in_maintenance: MaintenanceCheck | None
@@ -126,6 +129,11 @@ class IncidentEngine:
         for fingerprint, entity, failed in self._signals(result, policy):
             self._signal(fingerprint, entity, failed, result, policy, out)
         return out
+
+    def fails_for(self, incident: Incident, result: ProbeResult) -> bool:
+        """Does `result` still count as a failure for `incident` (its probe, or its entity)?"""
+        signals = self._signals(result, self._policy_for(result.probe))
+        return any(fp == incident.fingerprint and failed for fp, _, failed in signals)
 
     def _signals(self, result: ProbeResult, policy: Policy) -> list[tuple[str, str | None, bool]]:
         """(fingerprint, entity, failed) for each thing this result speaks about."""
@@ -283,6 +291,8 @@ class IncidentEngine:
         actor: str,
     ) -> None:
         was_pending = incident.state is IncidentState.PENDING
+        if not was_pending and incident.id in self.verifying and actor == AGENT:
+            resolution, actor = "auto-remediated", self.verifying[incident.id]
         incident.resolved_at = at
         incident.resolution = "cleared" if was_pending else resolution
         self._set_state(
@@ -356,6 +366,7 @@ class IncidentEngine:
         *,
         actor: str | None = None,
         comment: str | None = None,
+        approval_run: int | None = None,
     ) -> None:
         """Request a notice, unless silenced or in maintenance (recorded as a transition)."""
         suppressed = self.suppressed_by(incident, at)
@@ -375,7 +386,9 @@ class IncidentEngine:
         incident.last_notified_at = at
         out.touch(incident)
         if targets:
-            out.notices.append(NoticeRequest(incident.id, event, targets, at, actor, comment))
+            out.notices.append(
+                NoticeRequest(incident.id, event, targets, at, actor, comment, approval_run)
+            )
 
     def suppressed_by(self, incident: Incident, at: datetime) -> str | None:
         """Why notices for `incident` are suppressed now (None when they are not)."""
@@ -520,6 +533,49 @@ class IncidentEngine:
             incident, self._policy_for(incident.probe), now, out, resolution=resolution, actor=actor
         )
         self._trackers.pop(incident.fingerprint, None)
+        return out
+
+    def escalate(
+        self,
+        incident_id: int,
+        actor: str,
+        now: datetime,
+        *,
+        reason: str,
+        comment: str | None = None,
+    ) -> Outcome:
+        """Escalate an active incident now (e.g. a repair failed): `escalate_to`, else `notify`.
+
+        KeyError when no active incident has this id.
+        """
+        incident = self._find(incident_id)
+        policy = self._policy_for(incident.probe)
+        out = Outcome()
+        incident.escalated_at = now
+        out.touch(incident)
+        self._transition(out, incident, now, "escalated", reason=reason, actor=actor)
+        targets = policy.escalate_to or policy.notify
+        self._notify(
+            incident, NoticeEvent.ESCALATED, targets, now, out, actor=actor, comment=comment
+        )
+        return out
+
+    def request_approval(
+        self, incident_id: int, run_id: int, now: datetime, *, reason: str
+    ) -> Outcome:
+        """A remediation run for the incident awaits approval: tell its `notify` targets.
+
+        KeyError when no active incident has this id.
+        """
+        incident = self._find(incident_id)
+        policy = self._policy_for(incident.probe)
+        out = Outcome()
+        out.touch(incident)
+        self._transition(out, incident, now, "approval_requested", reason=reason)
+        self._notify(
+            incident, NoticeEvent.APPROVAL, policy.notify, now, out, comment=reason,
+            approval_run=run_id,
+        )  # fmt: skip
         return out
 
     def add_silence(self, silence: Silence, now: datetime) -> Outcome:

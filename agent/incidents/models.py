@@ -108,6 +108,7 @@ class NoticeRequest:
     at: datetime
     actor: str | None = None
     comment: str | None = None
+    approval_run: int | None = None  # APPROVAL notices: the run awaiting approval
 
 
 @dataclass(frozen=True)

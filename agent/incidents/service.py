@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from agent import store_incidents as sql
 from agent.incidents.engine import IncidentEngine, MaintenanceCheck, Outcome
-from agent.incidents.models import Incident, Matcher, Policy, Silence
+from agent.incidents.models import Incident, Matcher, Policy, Silence, Transition
 from agent.notices import Notice
 from agent.results import ProbeResult, utcnow
 from agent.store import Store
@@ -47,6 +47,8 @@ class IncidentService:
         self._incident_ids = itertools.count(1)
         self._silence_ids = itertools.count(1)
         self._notice_ids = itertools.count(1)
+        # Told of every persisted outcome (after the store holds it): remediations start here.
+        self.watchers: list[Callable[[Outcome], None]] = []
         self.engine = IncidentEngine(
             policy_for, lambda: next(self._incident_ids), in_maintenance=in_maintenance
         )
@@ -62,6 +64,10 @@ class IncidentService:
         self.engine.load(active, [s for s in silences if s.ended_at is None])
         if active:
             log.info("incidents: %d active incidents carried over", len(active))
+
+    def next_notice_id(self) -> int:
+        """A fresh outbox id for a notice written elsewhere (a report's email)."""
+        return next(self._notice_ids)
 
     def set_policy(
         self, policy_for: Callable[[str], Policy], in_maintenance: MaintenanceCheck | None
@@ -109,6 +115,39 @@ class IncidentService:
             raise await self._not_found(incident_id) from None
         await self._persist(out)
         return out.incidents[0]
+
+    async def escalate(
+        self, incident_id: int, actor: str, *, reason: str, comment: str | None = None
+    ) -> Incident:
+        """Escalate an active incident now (a failed repair); IncidentNotFound otherwise."""
+        try:
+            out = self.engine.escalate(
+                incident_id, actor, self._clock(), reason=reason, comment=comment
+            )
+        except KeyError:
+            raise await self._not_found(incident_id) from None
+        await self._persist(out)
+        return out.incidents[0]
+
+    async def request_approval(self, incident_id: int, run_id: int, *, reason: str) -> None:
+        """Tell the incident's notify targets that run `run_id` awaits approval."""
+        try:
+            out = self.engine.request_approval(incident_id, run_id, self._clock(), reason=reason)
+        except KeyError:
+            raise await self._not_found(incident_id) from None
+        await self._persist(out)
+
+    async def note(self, incident_id: int, event: str, actor: str, reason: str) -> None:
+        """Add a line to an active incident's timeline (no notice); IncidentNotFound otherwise."""
+        incident = self.find(incident_id)
+        if incident is None:
+            raise await self._not_found(incident_id)
+        out = Outcome(transitions=[Transition(incident_id, self._clock(), event, actor, reason)])
+        await self._persist(out)
+
+    def find(self, incident_id: int) -> Incident | None:
+        """The active incident with this id, if any."""
+        return next((i for i in self.engine.active.values() if i.id == incident_id), None)
 
     async def silence(
         self,
@@ -175,6 +214,7 @@ class IncidentService:
                         created_at=request.at,
                         actor=request.actor,
                         comment=request.comment,
+                        approval_run=request.approval_run,
                     )
                 )
         await self._store.run(
@@ -185,3 +225,5 @@ class IncidentService:
                 log.info("incident #%d %s (%s): %s", t.incident_id, t.event, t.actor, t.reason)
         if notices:
             self._on_notices()
+        for watcher in self.watchers:
+            watcher(out)

@@ -15,6 +15,7 @@ EVENT_EMOJI: dict[NoticeEvent, str] = {
     NoticeEvent.REMINDER: "⏰",
     NoticeEvent.ESCALATED: "📣",
     NoticeEvent.FLAPPING: "🔁",
+    NoticeEvent.APPROVAL: "🛠️",
 }
 SEVERITY_EMOJI: dict[str, str] = {"critical": "🔴", "high": "🟠", "warning": "🟡", "info": "🔵"}
 RESOLVED_EMOJI = "✅"
@@ -99,6 +100,8 @@ def detail(notice: Notice) -> str:
         text = f"still {incident.state} after {age}, not acknowledged: {incident.summary}"
     elif event is NoticeEvent.ESCALATED:
         text = f"not acknowledged after {age}: {incident.summary}"
+    elif event is NoticeEvent.APPROVAL:
+        text = f"a repair awaits approval (run #{notice.approval_run})"
     else:  # FLAPPING
         text = "changing state too often; no more pages until it is stable"
     if notice.comment:

@@ -29,6 +29,12 @@ notify:
     link_base: null
     # Longest wait for one Slack API call before it counts as failed (and is retried).
     timeout: 10s
+    # The Slack app's signing secret: repairs awaiting approval get Approve/Reject
+    # buttons, which Slack sends to POST /v1/slack/actions (the app's Interactivity
+    # request URL, through a TLS proxy in front of the API). None: no buttons.
+    signing_secret: ${SLACK_SIGNING_SECRET}
+    # Who may press them: Slack user IDs or user names; required with signing_secret.
+    allowed_users: [U024BE7LH, alice]
 ```
 """
 
@@ -48,7 +54,7 @@ from agent.notices import Delivery, Notice, NoticeEvent, Severity
 from agent.notifiers import _secrets
 from agent.notifiers._slack_blocks import critical_only, fallback_text, message_blocks, reply_text
 from agent.notifiers._slack_errors import MESSAGE_GONE, SlackError, guarded
-from agent.notifiers.context import NotifierSpec, NotifyContext
+from agent.notifiers.context import BlockHook, NotifierSpec, NotifyContext
 from agent.redaction import Redactor
 
 # Events worth a channel-wide echo of the thread reply: they exist to get attention.
@@ -77,6 +83,17 @@ class SlackSpec(NotifierSpec):
     timeout: Duration = Field(
         default=timedelta(seconds=10), description="Longest wait for one API call."
     )
+    signing_secret: SecretStr | None = Field(
+        default=None,
+        description="The Slack app's signing secret: enables Approve/Reject buttons on "
+        "repairs awaiting approval, answered at POST /v1/slack/actions (put a TLS proxy "
+        "in front of the API and set that URL as the app's Interactivity request URL).",
+    )
+    allowed_users: list[str] = Field(
+        default_factory=list,
+        description="Slack user IDs (U0123...) or user names who may press Approve/Reject; "
+        "required with signing_secret. Everyone else is refused (and audited).",
+    )
 
     @field_validator("token_file")
     @classmethod
@@ -94,6 +111,11 @@ class SlackSpec(NotifierSpec):
     def _load_token(self) -> SlackSpec:
         token = _secrets.inline_or_file(self.token, self.token_file, name="token", required=True)
         object.__setattr__(self, "token", token)
+        if self.signing_secret is not None and not self.allowed_users:
+            raise ValueError(
+                "signing_secret enables Approve/Reject buttons: list who may press them in "
+                "allowed_users (Slack user IDs or names)"
+            )
         return self
 
     @property
@@ -101,6 +123,11 @@ class SlackSpec(NotifierSpec):
         """The token's value (validation guarantees there is one)."""
         assert self.token is not None
         return self.token.get_secret_value()
+
+
+def _hooks(spec: SlackSpec, ctx: NotifyContext) -> tuple[BlockHook, ...]:
+    """Extra blocks (Approve/Reject buttons) only where presses can reach the agent."""
+    return ctx.block_hooks if spec.signing_secret is not None else ()
 
 
 def _mention_for(spec: SlackSpec, notice: Notice) -> str | None:
@@ -131,7 +158,7 @@ async def _post_root(
         channel=spec.channel,
         text=fallback_text(notice, mention),
         blocks=message_blocks(
-            notice, mention=mention, link_base=spec.link_base, hooks=ctx.block_hooks
+            notice, mention=mention, link_base=spec.link_base, hooks=_hooks(spec, ctx)
         ),
         unfurl_links=False,
         unfurl_media=False,
@@ -165,7 +192,7 @@ async def send(spec: SlackSpec, notice: Notice, ctx: NotifyContext) -> Delivery:
                 channel=channel,
                 ts=ts,
                 text=fallback_text(notice),
-                blocks=message_blocks(notice, link_base=spec.link_base, hooks=ctx.block_hooks),
+                blocks=message_blocks(notice, link_base=spec.link_base, hooks=_hooks(spec, ctx)),
             ),
             spec.timeout.total_seconds(),
             redactor,

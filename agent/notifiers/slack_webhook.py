@@ -110,7 +110,11 @@ async def send(spec: SlackWebhookSpec, notice: Notice, ctx: NotifyContext) -> De
         ctx.slack_webhook(url).send(
             text=fallback_text(notice, mention),
             blocks=message_blocks(
-                notice, mention=mention, link_base=spec.link_base, hooks=ctx.block_hooks
+                # No buttons: presses from an incoming webhook's message reach no agent.
+                notice,
+                mention=mention,
+                link_base=spec.link_base,
+                hooks=(),
             ),
             unfurl_links=False,
             unfurl_media=False,

@@ -32,6 +32,10 @@ async def test_every_route_but_healthz_needs_the_token(
                 {"Authorization": f"Bearer {running.token}x"},
             ):
                 answer = await anonymous.request(route.method, path, headers=headers)
+                if route.path == "/v1/slack/actions":  # no token: Slack's signature instead
+                    assert answer.status_code == 404, path  # no notifier has a signing secret
+                    assert "signing_secret" in answer.json()["error"]
+                    continue
                 if route.auth == "public":
                     assert answer.status_code == 200, path
                     continue

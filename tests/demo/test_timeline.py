@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.demo.timeline import ConsoleTimeline
+from agent.demo.timeline import ConsoleTimeline, RunSummary, escalation_line, repair_line
 from agent.incidents.models import Incident, IncidentState
 from agent.results import ProbeResult, Status
 
@@ -188,3 +188,31 @@ def test_incidents_of_the_run_with_when_they_opened_and_resolved() -> None:
     assert "opened +20.3s" in lines[3] and "recovered +30.4s after 10s" in lines[3]
     assert "open, flapping" in lines[4] and lines[4].endswith("x" * 59 + "…")
     assert tl.incidents([incident(1, -300, -200)], since).startswith("No incident opened")
+
+
+def test_repair_steps_and_escalations_join_the_timeline() -> None:
+    tl, out, clock = timeline()
+    clock.now += 44
+    tl.repair(repair_line(3, "restart-shop", "executed", "stopped 0 processes,\nstarted pid 81"))
+    tl.repair(escalation_line(7, "shop-products", "remediation clear-shop-cache did not fix it"))
+    assert out.getvalue().splitlines() == [
+        "+ 44.0s  🔧 repair #3 restart-shop executed: stopped 0 processes, started pid 81",
+        "+ 44.0s  ⬆ escalated incident #7 shop-products: remediation clear-shop-cache did not "
+        "fix it",
+    ]
+
+
+def test_remediation_summary_counts_outcomes_per_remediation() -> None:
+    tl, _, _ = timeline()
+    runs = [
+        RunSummary("clear-shop-cache", "ineffective", False),
+        RunSummary("resync-stock", "succeeded", True),
+        RunSummary("clear-shop-cache", "ineffective", False),
+        RunSummary("clear-shop-cache", "refused", None),
+    ]
+    assert tl.remediations(runs).splitlines() == [
+        "Remediations: 4 runs",
+        "  clear-shop-cache   2 ineffective, 1 refused",
+        "  resync-stock       1 succeeded + verified",
+    ]
+    assert tl.remediations([]) == "No remediation ran."

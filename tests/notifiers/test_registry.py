@@ -28,6 +28,7 @@ _YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
 # What the examples' ${VARS} hold in these tests; the loader interpolates before validation.
 EXAMPLE_ENV = {
     "SLACK_BOT_TOKEN": "xoxb-example",
+    "SLACK_SIGNING_SECRET": "example-signing-secret",
     "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/example",
     "SMTP_PASSWORD": "example",
     "HOOK_TOKEN": "example",

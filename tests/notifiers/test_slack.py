@@ -223,14 +223,18 @@ async def test_block_hooks_add_blocks_before_the_context_line(
         ],
     }
     hooked = NotifyContext(agent_name="shop-prod", block_hooks=(lambda notice: [button],))
+    interactive = spec_for(fake_slack, signing_secret="s1gn", allowed_users=["U0ALICE"])
     try:
-        await send(spec_for(fake_slack), make_notice(), hooked)
+        await send(interactive, make_notice(), hooked)
+        await send(spec_for(fake_slack), make_notice(), hooked)  # no signing secret
     finally:
         await hooked.aclose()
 
     blocks = fake_slack.calls[0].body["blocks"]
     assert blocks[-2:] == [button, blocks[-1]]
     assert blocks[-1]["type"] == "context"
+    # Without a signing secret no press could reach the agent: no buttons.
+    assert button not in fake_slack.calls[1].body["blocks"]
 
 
 async def test_no_mention_below_the_configured_severities(

@@ -15,6 +15,7 @@ from probes import reconcile
 from probes.reconcile import ReconcileSpec
 from remediations._base import Target
 from tests.databases import SqlTarget, make_sql_target
+from tests.running_agent import start_agent  # noqa: F401  (a fixture for the agent tests)
 
 SKUS = [f"sku-{i:02d}" for i in range(20)]
 DRIFTED = {"sku-03": 7, "sku-11": 0, "sku-17": 42}  # shop's wrong value per drifted key

@@ -185,7 +185,7 @@ async def test_big_periods_use_approximate_percentiles(
     assert (api.total, api.ok) == (22, 21)  # counts stay exact
     from reports.render import render_text
 
-    assert "estimated from a sample" in render_text(data)
+    assert "or a sample of each probe's results" in render_text(data)
 
 
 async def test_replay_skipped_above_its_limit(store: Store) -> None:

@@ -55,14 +55,23 @@ def test_invalid(fields: dict[str, Any], message: str) -> None:
 
 
 def test_cross_checks() -> None:
-    specs = [
-        ReportSpec.model_validate({"name": "daily", "every": "1d", "notify": ["ops-email"]}),
-        ReportSpec.model_validate({"name": "daily", "every": "1d", "notify": ["nobody"]}),
+    raw = [
+        {"name": "daily", "every": "1d", "notify": ["ops-email"]},
+        {"name": "daily", "every": "1d", "notify": ["nobody", "ops-slack"]},
+        "not a mapping",
     ]
-    assert check_reports(specs, {"ops-email"}) == [
-        "reports.1.name: duplicate report name 'daily'",
-        "reports.1.notify: unknown notifier 'nobody'",
+    assert check_reports(raw, {"ops-email": "email", "ops-slack": "slack"}) == [
+        (("reports", 1, "name"), "duplicate report name 'daily' (first used by reports[0])"),
+        (
+            ("reports", 1, "notify", 0),
+            "unknown notifier 'nobody' (notify: ops-email, ops-slack)",
+        ),
+        (
+            ("reports", 1, "notify", 1),
+            "'ops-slack' is a slack notifier: reports are sent by email",
+        ),
     ]
+    assert check_reports(None, {}) == []
 
 
 @pytest.mark.parametrize(
