@@ -7,8 +7,8 @@ loading extensions, so a query can only read this database. Placeholders: `?`, a
 
 DuckDB allows one writing process per file, so the source must not be a file another
 process holds open for writing, nor the agent's own store (same process, different
-configuration). Its Python API needs pytz for `TIMESTAMP WITH TIME ZONE` values, which
-opsagent does not install: cast them in the query (`ts::TIMESTAMP`, `epoch(ts)`).
+configuration). `TIMESTAMP WITH TIME ZONE` values come back as aware datetimes
+(DuckDB 2.0.0 needed pytz for them, which opsagent does not install; hence >= 2.0.1).
 """
 
 from __future__ import annotations
