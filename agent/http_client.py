@@ -8,22 +8,17 @@ the agent's CPU. httpx's own transport is no alternative: it collapses under
 concurrency (180 probes/s with 50 in flight, p99 ~1 s), which would raise false "slow
 endpoint" alerts. See BENCHMARKS.md.
 
-`make_client` (httpx's API over aiohttp) remains for the occasional request that is not
-a probe (the heartbeat ping), where its API is handy and its cost does not matter. It
-is imported only when first used, so an agent without a heartbeat never loads httpx.
+The heartbeat ping uses the same session: the agent itself never loads httpx (the CLI's
+API client does).
 """
 
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING
 
 import aiohttp
 
 from agent import __version__
-
-if TYPE_CHECKING:
-    import httpx
 
 USER_AGENT = f"opsagent/{__version__}"
 # Same as httpx's defaults, which the http probe used before: an idle pooled connection
@@ -67,17 +62,3 @@ def make_session(*, verify: bool = True, max_connections: int = 1000) -> aiohttp
         headers={"User-Agent": USER_AGENT},
         trust_env=False,
     )
-
-
-def make_client(*, verify: bool = True, max_connections: int = 1000) -> httpx.AsyncClient:
-    """A pooled httpx client over aiohttp (not used by probes); timeouts are set per request."""
-    import httpx
-    from httpx_aiohttp import HttpxAiohttpClient
-
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
-    client: httpx.AsyncClient = HttpxAiohttpClient(
-        verify=verify, limits=limits, trust_env=False, timeout=None
-    )
-    return client

@@ -26,6 +26,9 @@ from agent.store import Store
 
 log = logging.getLogger(__name__)
 
+# A round that found nothing due never spins: it waits at least this long.
+_MIN_WAIT_S = 0.05
+
 Deliver = Callable[[AnyNotice, dict[str, str] | None], Awaitable[Delivery]]
 
 
@@ -40,7 +43,7 @@ class Outbox:
         base_delay: float = 2.0,
         max_delay: float = 300.0,
         max_attempts: int = 50,
-        poll_every: float = 1.0,
+        poll_every: float = 60.0,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
     ) -> None:
@@ -94,8 +97,24 @@ class Outbox:
                 # just delivered may be queued behind it. Look again now (a round that
                 # only failed waits, so a failing target cannot spin).
                 continue
+            sleep = await self._until_due()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_every)
+                await asyncio.wait_for(self._wake.wait(), sleep)
+
+    async def _until_due(self) -> float:
+        """Seconds to sleep: until the next retry is due, at most `poll_every`.
+
+        New notices wake the sender, so only retries need a timer: an idle agent no
+        longer queries the store every second (that poll was most of its idle CPU).
+        """
+        try:
+            at = await self._store.run(sql.next_due)
+        except Exception:  # the store; the next round logs it if it persists
+            return _MIN_WAIT_S
+        if at is None:
+            return self._poll_every
+        seconds = (at - self._clock()).total_seconds()
+        return min(self._poll_every, max(_MIN_WAIT_S, seconds))
 
     async def run_once(self) -> int:
         """Deliver every notice that is due now (one per target); returns how many were tried."""

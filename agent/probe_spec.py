@@ -20,7 +20,6 @@ from agent.expectations import Expect
 
 if TYPE_CHECKING:
     import aiohttp
-    import httpx
 
     from agent.connectors import RedisConnector, SqlConnector
     from agent.sources import SourceSpec
@@ -119,7 +118,6 @@ class RunContext:
     base_dir: Path = field(default_factory=Path.cwd)
     sources: dict[str, SourceSpec] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
-    _http: dict[bool, httpx.AsyncClient] = field(default_factory=dict)
     _sessions: dict[bool, aiohttp.ClientSession] = field(default_factory=dict)
     # --- data-store connectors (agent/connectors), one per source, opened lazily ---
     connectors: dict[str, Any] = field(default_factory=dict)
@@ -140,17 +138,8 @@ class RunContext:
 
     # --- end of data-store connectors ---
 
-    def http(self, *, verify: bool = True) -> httpx.AsyncClient:
-        """A shared httpx client (aiohttp transport, pooled), one per TLS mode; not for probes."""
-        client = self._http.get(verify)
-        if client is None:
-            from agent.http_client import make_client
-
-            client = self._http[verify] = make_client(verify=verify)
-        return client
-
     def http_session(self, *, verify: bool = True) -> aiohttp.ClientSession:
-        """The shared aiohttp session of the `http` probes (pooled), one per TLS mode."""
+        """The shared aiohttp session (pooled), one per TLS mode: the `http` probes and the heartbeat."""
         session = self._sessions.get(verify)
         if session is None:
             from agent.http_client import make_session
@@ -160,9 +149,6 @@ class RunContext:
 
     async def aclose(self) -> None:
         """Close every shared client."""
-        for client in self._http.values():
-            await client.aclose()
-        self._http.clear()
         sessions, self._sessions = self._sessions, {}
         for session in sessions.values():
             await session.close()

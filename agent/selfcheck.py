@@ -12,6 +12,7 @@ of their slot (p99), every probe due in the window ran, and the store is writing
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -195,15 +196,20 @@ class Heartbeat:
         if method == "POST":
             body = json.dumps({"agent": agent.config.agent.name, "ok": True, **verdict.values})
         try:
-            response = await agent.ctx.http().request(
-                method,
-                secret.get_secret_value(),
-                content=body,
-                headers={"Content-Type": "application/json"} if body else None,
-                timeout=timeout,
-            )
-            if response.status_code >= 400:
-                raise RuntimeError(f"HTTP {response.status_code}")
+            # The probes' pooled aiohttp session; asyncio.timeout bounds the whole exchange.
+            async with (
+                asyncio.timeout(timeout),
+                agent.ctx.http_session(verify=True).request(
+                    method,
+                    secret.get_secret_value(),
+                    data=body,
+                    headers={"Content-Type": "application/json"} if body else None,
+                    allow_redirects=False,
+                ) as response,
+            ):
+                await response.read()
+            if response.status >= 400:
+                raise RuntimeError(f"HTTP {response.status}")
         except Exception as exc:  # any failure to ping is logged, never raised into the scheduler
             if self._delivered:
                 reason = agent.redactor.redact(f"{type(exc).__name__}: {exc}")

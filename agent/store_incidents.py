@@ -283,6 +283,17 @@ def due(con: duckdb.DuckDBPyConnection, now: datetime, limit: int = 100) -> list
     ]
 
 
+def next_due(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the first notice `due()` would return comes due; None when nothing is pending."""
+    rows = con.execute(  # fetchall: a half-read result breaks the next appender flush
+        """
+        SELECT min(next_attempt_at) FROM notifications
+        WHERE id IN (SELECT min(id) FROM notifications WHERE state = 'pending' GROUP BY target)
+        """
+    ).fetchall()
+    return _aware(rows[0][0]) if rows else None
+
+
 def _notice(event: str, text: str) -> AnyNotice:
     """A stored notice: a report's email, or a notice about an incident."""
     if event == "report":

@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import io
 import json
 import math
@@ -134,6 +135,11 @@ class AgentRun:
     shutdown_s: float  # from stop.set() to Agent.run() returning; inf: cut after the limit
     steal_pct: float  # CPU the hypervisor gave to someone else while we wanted it
     profile_top: str = ""
+    # RSS at the end split as /proc/PID/status does: private memory (heap, Python objects)
+    # and mapped files (code pages of Python, DuckDB, ... shared and reclaimable).
+    rss_anon_mb: float = math.nan
+    rss_file_mb: float = math.nan
+    gc_pct: float = math.nan  # time in the garbage collector, % of the window
 
     @property
     def others_pct(self) -> float:
@@ -393,6 +399,34 @@ def _threads_pct(
     return {k: round(v, 1) for k, v in ranked if v >= 0.5}
 
 
+def rss_split() -> tuple[float, float]:
+    """(RssAnon, RssFile + RssShmem) of this process in MB, from /proc/self/status."""
+    fields: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                fields[key] = float(value.split()[0]) / 1024
+    anon = fields.get("RssAnon", math.nan)
+    return anon, fields.get("RssFile", math.nan) + fields.get("RssShmem", 0.0)
+
+
+class GcTimer:
+    """Wall time spent in the garbage collector while `on` (a gc callback)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self.on:
+            self.seconds += time.perf_counter() - self._started
+
+
 def control(port: int, path: str) -> dict[str, float]:
     """Ask the target server's control port (blocking on purpose: ~1 ms on loopback).
 
@@ -432,6 +466,7 @@ async def agent_child(sc: Scenario, server: dict[str, Any], profile: bool) -> Ag
         dispatcher, pipeline = agent.dispatcher, agent.pipeline
         assert dispatcher is not None and pipeline is not None
         profiler = cProfile.Profile() if profile else None
+        gc_timer = GcTimer()
         # The measuring window.
         control(server["control"], "/reset")
         d0, s0 = dispatcher.stats(), pipeline.store.stats()
@@ -439,6 +474,7 @@ async def agent_child(sc: Scenario, server: dict[str, Any], profile: bool) -> Ag
         busy0 = _machine_busy()
         w0 = time.perf_counter()
         recorder.recording = True
+        gc_timer.on = True
         if profiler:
             profiler.enable()
         rss_max = 0
@@ -447,6 +483,7 @@ async def agent_child(sc: Scenario, server: dict[str, Any], profile: bool) -> Ag
             rss_max = max(rss_max, proc.memory_info().rss)
             await asyncio.sleep(min(0.25, left))
         recorder.recording = False
+        gc_timer.on = False
         if profiler:
             profiler.disable()
         w1 = time.perf_counter()
@@ -455,6 +492,7 @@ async def agent_child(sc: Scenario, server: dict[str, Any], profile: bool) -> Ag
         names = _thread_names()
         d1, s1 = dispatcher.stats(), pipeline.store.stats()
         rss = proc.memory_info().rss
+        rss_anon, rss_file = rss_split()
         srv = control(server["control"], "/stats")
         stop.set()
         stopping = time.perf_counter()
@@ -509,6 +547,9 @@ async def agent_child(sc: Scenario, server: dict[str, Any], profile: bool) -> Ag
         steal_pct=(busy1[1] - busy0[1]) / window * 100,
         shutdown_s=round(shutdown_s, 2),
         profile_top=top,
+        rss_anon_mb=rss_anon,
+        rss_file_mb=rss_file,
+        gc_pct=gc_timer.seconds / window * 100,
     )
 
 
@@ -790,9 +831,9 @@ def table(
     """The results as markdown table rows."""
     rows = [
         "| scenario | probes x every | conn | offered /s | results /s (ok /s) | lag p50 / p99 ms "
-        "| latency p50 / p99 ms | x idle p50 | agent CPU % (loop / other threads) | RSS MB "
+        "| latency p50 / p99 ms | x idle p50 | agent CPU % (loop / other threads) | GC % | RSS MB (anon / files) "
         "| stored /s | missed / overlaps | server conns | server CPU % | other load / steal % |",
-        "|---|---|---|---:|---|---|---|---:|---|---:|---:|---|---:|---:|---:|",
+        "|---|---|---|---:|---|---|---|---:|---|---:|---|---:|---|---:|---:|---:|",
     ]
     for sc in plan.scenarios:
         r = runs.get(sc.key)
@@ -810,7 +851,8 @@ def table(
             f"| {_f(r.lag_p50_ms)} / {_f(r.lag_p99_ms)} "
             f"| {_f(r.latency_p50_ms, 2)} / {_f(r.latency_p99_ms, 2)} | {_f(ratio)} "
             f"| {_f(r.cpu_pct)} ({_f(r.loop_thread_cpu_pct)} / {_f(r.other_threads_cpu_pct)}) "
-            f"| {_f(r.rss_max_mb, 0)} | {_f(r.stored_per_s, 0)} "
+            f"| {_f(r.gc_pct)} | {_f(r.rss_max_mb, 0)} ({_f(r.rss_anon_mb, 0)} / {_f(r.rss_file_mb, 0)}) "
+            f"| {_f(r.stored_per_s, 0)} "
             f"| {r.missed:,} / {r.overlaps:,} | {r.server_connections:,} | {_f(r.server_cpu_pct)} "
             f"| {_f(r.others_pct)} / {_f(r.steal_pct)} |"
         )
@@ -946,6 +988,21 @@ def interpretation(
             "are spread over `min(every, 60s)` (`Dispatcher.first_offset`), so either way the "
             "probes of one period are spread over the whole period."
         )
+    s5 = runs.get("s5-1000x10s")
+    if s5 is not None and not math.isnan(s5.rss_anon_mb):
+        lines.append(
+            f"- RSS with 1,000 probes (s5-1000x10s): {s5.rss_mb:,.0f} MB at the end = "
+            f"{s5.rss_anon_mb:,.0f} MB private (heap, Python objects, DuckDB's buffers) + "
+            f"{s5.rss_file_mb:,.0f} MB of mapped files (the code of Python, DuckDB, OpenSSL, "
+            "... shared and reclaimable)."
+        )
+    gcs = [r for r in runs.values() if r.probes_per_s >= 50 and not math.isnan(r.gc_pct)]
+    if gcs:
+        lines.append(
+            "- Time in the garbage collector: "
+            + ", ".join(f"{r.key} {r.gc_pct:.1f} %" for r in gcs)
+            + " of the window."
+        )
     loads: dict[int, list[float]] = {}
     for r in runs.values():
         if r.probes >= 1000:
@@ -1008,6 +1065,8 @@ def render_section(
         "window after a warm-up; CPU is % of one core for the agent's process (psutil), split "
         "into its event-loop thread and the rest (DuckDB writer thread, ...). Lag is the "
         "result's `lag_ms` (started_at - scheduled_at); latency is the probe's `latency_ms`. "
+        "GC % is the time the agent spent in Python's garbage collector; RSS is the largest "
+        "seen in the window, and in brackets the end's private memory and mapped files. "
         "The server and the agent share the machine's cores; `other load` is CPU used "
         "meanwhile by neither (other work on the machine) and `steal` CPU time the hypervisor "
         "gave to other guests: either makes the numbers pessimistic.",

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Mapping
 from typing import TypeVar
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
 
 from agent.errors import NotifyError
 from agent.notifiers._http import retry_after_seconds
@@ -104,6 +103,8 @@ def classify(
 
 async def guarded(what: str, call: Awaitable[T], seconds: float, redactor: Redactor) -> T:
     """Await one Slack call for at most `seconds`, mapping every failure to a SlackError."""
+    from slack_sdk.errors import SlackApiError  # loaded with the Slack client, not before
+
     try:
         async with asyncio.timeout(seconds):
             return await call

@@ -53,10 +53,8 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from functools import cache
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import aiosmtplib
-import jinja2
 from pydantic import (
     Field,
     SecretStr,
@@ -72,6 +70,9 @@ from agent.notifiers import _secrets, _text
 from agent.notifiers.context import NotifierSpec, NotifyContext
 from agent.probe_spec import StrictModel
 from agent.redaction import Redactor
+
+if TYPE_CHECKING:
+    import jinja2
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -177,6 +178,8 @@ class EmailSpec(NotifierSpec):
 
 @cache
 def _environment() -> jinja2.Environment:
+    import jinja2  # only when an email is rendered: not every agent sends email
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATES),
         # Escape HTML (evidence rows are data from the monitored systems), never text.
@@ -263,6 +266,8 @@ def _cert_problem(exc: BaseException) -> ssl.SSLCertVerificationError | None:
 def _as_notify_error(where: str, exc: Exception, redactor: Redactor) -> NotifyError:
     """Which SMTP failures a retry can fix: the network and 4xx answers."""
 
+    import aiosmtplib
+
     def reason(text: str) -> str:
         return f"{where}: {redactor.redact(text)}"
 
@@ -314,6 +319,8 @@ async def send_email(spec: EmailSpec, message: EmailMessage, ctx: NotifyContext)
     password = smtp.password.get_secret_value() if smtp.password else None
     redactor = Redactor([password] if password else [])
     where = f"smtp {smtp.host}:{smtp.effective_port}"
+    import aiosmtplib  # only when an email is sent: not every agent sends email
+
     try:
         errors, _ = await aiosmtplib.send(
             message,

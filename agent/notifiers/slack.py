@@ -43,11 +43,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from agent.durations import Duration
 from agent.notices import Delivery, Notice, NoticeEvent, Severity
@@ -56,6 +54,10 @@ from agent.notifiers._slack_blocks import critical_only, fallback_text, message_
 from agent.notifiers._slack_errors import MESSAGE_GONE, SlackError, guarded
 from agent.notifiers.context import BlockHook, NotifierSpec, NotifyContext
 from agent.redaction import Redactor
+
+if TYPE_CHECKING:  # slack_sdk is loaded by NotifyContext.slack_client, when first used
+    from slack_sdk.web.async_client import AsyncWebClient
+    from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 # Events worth a channel-wide echo of the thread reply: they exist to get attention.
 _BROADCAST = frozenset({NoticeEvent.REMINDER, NoticeEvent.ESCALATED})

@@ -11,6 +11,7 @@ import asyncio
 import time
 from pathlib import Path
 
+from agent.errors import NotifyError
 from agent.incidents.models import Policy
 from agent.incidents.service import IncidentService
 from agent.notices import Delivery, Notice
@@ -104,6 +105,51 @@ async def test_notices_queued_for_one_target_go_out_one_after_the_other_at_once(
         await wait_for(receiver, 3, within=3 * POLL + 2)
         assert [p for p, _ in receiver.got] == ["a", "b", "c"]  # in order
         assert receiver.got[-1][1] - began < 1.0, "each queued notice waited for the poll"
+    finally:
+        await outbox.stop()
+        await store.close()
+
+
+async def test_a_retry_goes_out_when_due_without_waiting_for_the_poll(tmp_path: Path) -> None:
+    """Only retries wait on a timer (the poll is a long safety net): it ends when one is due."""
+    receiver = Receiver()
+    attempts: list[float] = []
+
+    async def flaky(notice: Notice, previous: dict[str, str] | None) -> Delivery:
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            raise NotifyError("HTTP 429", retry_after=0.5)
+        return await receiver(notice, previous)
+
+    store, _, service = await start(tmp_path, receiver)
+    outbox = Outbox(store, flaky, poll_every=POLL)
+    await service.observe(failing("shop-api"))
+    await outbox.start()
+    try:
+        await wait_for(receiver, 1, within=POLL + 2)
+        assert len(attempts) == 2
+        waited = attempts[1] - attempts[0]
+        assert 0.45 <= waited < 1.5, f"the retry came {waited:.2f}s after the failure"
+    finally:
+        await outbox.stop()
+        await store.close()
+
+
+async def test_the_idle_sender_leaves_no_half_read_result_that_would_break_ingest(
+    tmp_path: Path,
+) -> None:
+    """DuckDB 2.0 refuses an appender flush while a read is unfinished: every round reads fully."""
+    receiver = Receiver()
+    store, outbox, _ = await start(tmp_path, receiver)
+    await outbox.start()
+    try:
+        for probe in ("a", "b", "c"):
+            await asyncio.sleep(0.1)  # the sender's rounds and sleeps interleave with writes
+            outbox.wake()
+            await asyncio.sleep(0.05)
+            store.append(failing(probe))
+            await store.flush()
+        assert store.stats().failed_flushes == 0, store.stats().last_error
     finally:
         await outbox.stop()
         await store.close()
