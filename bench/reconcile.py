@@ -11,16 +11,20 @@ Measured, each over a direct loopback connection and through a TCP proxy that li
 each database's link to 100 Mbit/s per direction (a separate process, so the relay
 does not share the agent's event loop):
 
-- the `reconcile` probe (real connectors, default settings) on first sight of the
-  drift (whole-table checksums, then the cells), again on the next run (drift seen
-  before: the whole-table pass is skipped), and on unchanged tables;
+- the `reconcile` probe (real connectors, default settings) in each agent state of
+  SCENARIOS: a fresh agent (no previous run) on the drifted tables, the next run of
+  the same agent (drift seen last run), a fresh agent on unchanged tables, its next
+  run (clean last run: the whole-table pass first), and drift appearing after that
+  clean run (the whole-table pass, then the cells);
 - the naive baseline, the fastest full pull available here: the C command-line
   clients, `psql` with `COPY ... TO STDOUT` and `mariadb --quick --batch`, both at
   once, each into a TSV file, then a FULL JOIN in DuckDB (psycopg's COPY is slower:
   Python sees one message per row).
 
 Rows transferred count every row received (samples, checksums, pulled rows); bytes
-are counted by the proxy in both directions, connection set-up included.
+are counted by the proxy in both directions, connection set-up included. `--costs`
+adds what each side's scans cost alone and both at once, which says how much of a
+run is the slower database and how much is the two sharing this machine's cores.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import platform
 import random
 import shutil
@@ -49,6 +54,11 @@ import pymysql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.probe_spec import RunContext
+from agent.reconcile import Columns, Deadline, sql_side
+from agent.reconcile.checksum import first_grid
+from agent.reconcile.concurrency import all_of
+from agent.reconcile.engine import ESTIMATE_CAP
+from agent.reconcile.sides import Scheme, Summary
 from agent.sources import MysqlSource, PostgresSource
 from probes.reconcile import ReconcileSpec, run
 
@@ -341,10 +351,19 @@ async def _timed(spec: ReconcileSpec, ctx: RunContext, counted: Callable[[], int
     return Run(seconds, values["rows_transferred"], values["mismatched"], _delta(counted, before))
 
 
+SCENARIOS = {
+    "first": "probe, fresh agent, drift",
+    "again": "probe, drift seen last run",
+    "unchanged": "probe, fresh agent, unchanged",
+    "unchanged_again": "probe, clean last run, unchanged",
+    "after_clean": "probe, clean last run, drift",
+}
+
+
 async def probe_runs(
     rows: int, pair: Pair, ports: tuple[int, int], counted: Callable[[], int] | None
 ) -> dict[str, Run]:
-    """First sight of the drift, the next run (same agent), and a run on unchanged tables."""
+    """Every scenario of SCENARIOS, each on the agent state it names."""
     spec = probe_spec(rows, pair)
     measured: dict[str, Run] = {}
     ctx = new_context(ports)
@@ -357,10 +376,88 @@ async def probe_runs(
     ctx = new_context(ports)
     try:
         measured["unchanged"] = await _timed(spec, ctx, counted)
+        measured["unchanged_again"] = await _timed(spec, ctx, counted)
+        set_drift(rows, pair, on=True)
+        measured["after_clean"] = await _timed(spec, ctx, counted)
     finally:
         await ctx.aclose()
         set_drift(rows, pair, on=True)
     return measured
+
+
+async def side_costs(
+    rows: int, pair: Pair, repeats: int
+) -> list[tuple[str, tuple[float, float, float], float]]:
+    """What one side's scans cost alone and with the other side's at once (loopback).
+
+    The real sides and connectors, the grid the probe uses at this size: the
+    whole-table pass (in its key-range parts) and the first level of cells (likewise).
+    """
+    spec = probe_spec(rows, pair)
+    ctx = new_context((5432, pair.right_port))
+    deadline = Deadline.after(3600)
+    columns = Columns(tuple(spec.key), tuple(spec.compare))
+    try:
+        made = [
+            sql_side(label, s.source, ctx.connector(s.source), s.query or "", columns, deadline, 1)  # type: ignore[arg-type]
+            for label, s in (("left", spec.left), ("right", spec.right))
+        ]
+        scheme = Scheme(("int",), ("int",))
+        bounds = [await side.bounds() for side in made]
+        lo = min(b[0] for b in bounds if b[0] is not None)
+        hi = max(b[1] for b in bounds if b[1] is not None)
+        summary = Summary(min(hi - lo + 1, ESTIMATE_CAP), 0, lo, hi)
+        grid = first_grid(scheme, summary, summary).grid
+
+        def jobs(which: list[int], kind: str) -> list[Any]:
+            if kind == "whole-table pass":
+                return [made[i].summary(scheme, bounds=bounds[i]) for i in which]
+            return [made[i].cells(scheme, grid, None) for i in which]
+
+        out = []
+        for kind in ("whole-table pass", "first level of cells"):
+            for label, which in (
+                ("left alone", [0]),
+                ("right alone", [1]),
+                ("both at once", [0, 1]),
+            ):
+                runs = []
+                for _ in range(repeats):
+                    cpu = server_cpu()
+                    started = time.perf_counter()
+                    await all_of(*jobs(which, kind))
+                    seconds = time.perf_counter() - started
+                    pg_cpu, maria_cpu = (b - a for a, b in zip(cpu, server_cpu(), strict=True))
+                    runs.append((seconds, pg_cpu, maria_cpu))
+                runs.sort()
+                out.append((f"{kind}, {label}", runs[len(runs) // 2], runs[0][0]))
+        return out
+    finally:
+        await ctx.aclose()
+
+
+def server_cpu() -> tuple[float, float]:
+    """CPU seconds used so far by PostgreSQL (every process) and by the MariaDB server.
+
+    Other work on the servers counts too; during the bench that is the other
+    engineers' test runs, which use small tables.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals = {"postgres": 0.0, "mariadbd": 0.0}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            name = (proc / "comm").read_text().strip()
+            if name not in totals:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime + stime, and cutime + cstime: the postmaster's exited children, such as
+        # the parallel workers of a whole-table pass.
+        totals[name] += sum(int(field) for field in fields[11:15]) / ticks
+    return totals["postgres"], totals["mariadbd"]
 
 
 def naive(
@@ -423,8 +520,8 @@ def measure(rows: int, pair: Pair, repeats: int, folder: Path) -> list[tuple[str
         with proxied as (ports, counted):
             at = (ports[0], ports[1])
             samples = [asyncio.run(probe_runs(rows, pair, at, counted)) for _ in range(repeats)]
-            for label in ("first", "again", "unchanged"):
-                out.append((f"probe, {label}", link, _median([s[label] for s in samples])))
+            for label, method in SCENARIOS.items():
+                out.append((method, link, _median([s[label] for s in samples])))
             pulls = [naive(rows, pair, at, counted, folder) for _ in range(repeats)]
             out.append(("naive pull + DuckDB join", link, _median(pulls)))
     return out
@@ -500,6 +597,12 @@ def main() -> None:
         default="pg-maria",
         help="the right side in MariaDB, or in a second PostgreSQL database",
     )
+    parser.add_argument(
+        "--costs",
+        action="store_true",
+        help="also time each side's scans alone and both at once (loopback)",
+    )
+    parser.add_argument("--costs-only", action="store_true", help="only the --costs table")
     args = parser.parse_args()
     sizes = [100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     pair = Pair(args.pair)
@@ -513,10 +616,25 @@ def main() -> None:
                     "Loaded: "
                     + ", ".join(f"{side} {seconds:.1f} s" for side, seconds in took.items())
                 )
-            load_before = _load()
-            results = measure(rows, pair, args.repeats, Path(tmp))
-            print(f"Load average (1 min) before / after: {load_before} / {_load()}")
-            print(report(rows, results) + "\n", flush=True)
+            if not args.costs_only:
+                load_before = _load()
+                results = measure(rows, pair, args.repeats, Path(tmp))
+                print(f"Load average (1 min) before / after: {load_before} / {_load()}")
+                print(report(rows, results) + "\n", flush=True)
+            if args.costs or args.costs_only:
+                print(f"Load average (1 min) before: {_load()}")
+                set_drift(rows, pair, on=True)
+                costs = asyncio.run(side_costs(rows, pair, args.repeats))
+                print(
+                    f"| {rows:,}: scans per side (loopback) | median s | fastest s "
+                    "| PostgreSQL CPU s | MariaDB CPU s |"
+                )
+                print("|---|---:|---:|---:|---:|")
+                for what, (median, pg_cpu, maria_cpu), fastest in costs:
+                    print(
+                        f"| {what} | {median:.2f} | {fastest:.2f} | {pg_cpu:.2f} | {maria_cpu:.2f} |"
+                    )
+                print(f"Load average (1 min) after: {_load()}\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ mismatch|missing_left|missing_right, truth: left|right}`, so a repair knows exac
 what to change and from which side.
 
 Large tables are not pulled: each side computes `count(*)` and `sum(hash)` of its rows
-inside the database, first for the whole table, then per key range, and only the rows
+inside the database, for the whole table (skipped when it would only precede the
+next step), then per key range, and only the rows
 of small differing ranges are read (see `agent/reconcile`). Checksums run inside
 PostgreSQL, MariaDB/MySQL and DuckDB; SQLite sources and Redis hashes are read whole
 (at most `max_rows`) and hashed by the agent.
@@ -42,7 +43,8 @@ probes:
     # At most this many differing keys are stored as evidence per run (the counts
     # are always complete).
     max_evidence: 100
-    # auto: whole-table checksums first; when they differ, a full comparison for
+    # auto: checksums first (whole table, or per key range right away on a first run
+    # over 100,000+ integer keys); when they differ, a full comparison for
     # tables up to `full_below` rows and the range checksums above. full: always
     # read both sides whole. checksum: always use checksums.
     mode: auto

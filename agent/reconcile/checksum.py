@@ -1,8 +1,8 @@
 """The checksum path: find the differing rows without pulling the tables.
 
-After the whole-table checksums differ (see `engine`), each level asks both sides,
-concurrently, for `count(*)` and `sum(hash)` per cell of a grid, in one grouped query
-per side. Cells whose checksums agree are done. A differing cell small enough
+When the whole-table checksums differ, or when `engine` starts at the cells, each
+level asks both sides, concurrently, for `count(*)` and `sum(hash)` per cell of a
+grid, in one grouped query per side (a wide first level in concurrent key-range parts). Cells whose checksums agree are done. A differing cell small enough
 (`pull_rows`) is pulled from both sides and compared row by row; a bigger one is split
 into FANOUT children at the next level, whose query is limited to the differing
 cells. The pulls of one level run together with the next level's checksums.

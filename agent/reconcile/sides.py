@@ -25,12 +25,17 @@ from agent.reconcile.hashing import Dialect, HashKind, fold, fold_sql, quote
 
 SAMPLE_ROWS = 100  # rows read to learn each column's kind of value
 MAX_LISTED = 5_000  # beyond this many cells a filter is done by the client, not in SQL
-# A first range level of at least SPLIT_FROM cells (~250k rows) is read as PARTS
-# concurrent key-range queries: MariaDB runs a query on one thread, and PostgreSQL
-# does not parallelize the hash aggregate below. Two keeps the probe's share of the
-# database modest (PostgreSQL's own default is up to three processes per query).
+# On MariaDB/MySQL, which runs a query on one thread, a first range level of at least
+# SPLIT_FROM cells (~250k rows) and a whole-table pass over at least SPLIT_KEYS key
+# values are read as PARTS concurrent key-range queries (an InnoDB primary key range
+# costs per row what a full scan does). Two keeps the probe's share of the database
+# modest. PostgreSQL is not split: two key-range halves cost it twice the CPU of one
+# sequential scan for no shorter time (one half becomes an index scan, the other,
+# which must also hold the NULL keys, a filtered scan of the whole table), and it
+# parallelizes a whole-table pass itself.
 PARTS = 2
 SPLIT_FROM = 512
+SPLIT_KEYS = 250_000
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,10 @@ class Side(Protocol):
         """Every row, or None when there are more than `max_rows`."""
         ...
 
-    async def summary(self, scheme: Scheme, *, key_range: bool) -> Summary:
-        """Count and hash sum of every row (and min/max key when `key_range`)."""
+    async def summary(
+        self, scheme: Scheme, *, bounds: tuple[int | None, int | None] | None
+    ) -> Summary:
+        """Count and hash sum of every row; `bounds`: the integer key's min and max, if any."""
         ...
 
     async def bounds(self) -> tuple[int | None, int | None]:
@@ -175,6 +182,7 @@ class SqlSide:
         self._deadline = deadline
         self.rows_transferred = 0
         self.queries = 0
+        self._splits = self.dialect == "mysql"  # see PARTS
 
     async def sample(self) -> list[tuple[Any, ...]]:
         """See `Side.sample`; also checks that the query returns every needed column."""
@@ -186,17 +194,27 @@ class SqlSide:
         rows = await self._fetch(f"SELECT {self._select()} FROM {self._from()}", max_rows)
         return None if rows.truncated else rows.rows
 
-    async def summary(self, scheme: Scheme, *, key_range: bool) -> Summary:
-        """See `Side.summary`: one scan, `count(*)` and `sum(hash)` computed in the database."""
-        extra = ", min(k), max(k)" if key_range else ""
-        key = f", {self._key()} AS k" if key_range else ""
+    async def summary(
+        self, scheme: Scheme, *, bounds: tuple[int | None, int | None] | None
+    ) -> Summary:
+        """See `Side.summary`: one scan, `count(*)` and `sum(hash)` computed in the database.
+
+        Over a wide integer key range the scan is cut into PARTS concurrent key ranges.
+        """
+        lo, hi = bounds or (None, None)
+        wheres = [""]
+        if self._splits and lo is not None and hi is not None and hi - lo + 1 >= SPLIT_KEYS:
+            wheres = self._split([lo + (hi - lo + 1) * i // PARTS for i in range(1, PARTS)])
+        parts = await all_of(*(self._summary(scheme, where) for where in wheres))
+        return Summary(sum(c for c, _ in parts), sum(t for _, t in parts), lo, hi)
+
+    async def _summary(self, scheme: Scheme, where: str) -> tuple[int, int]:
         sql = (
-            f"SELECT count(*), sum(h){extra} FROM "
-            f"(SELECT {self._row_hash(scheme)} AS h{key} FROM {self._from()}) t"
+            f"SELECT count(*), sum(h) FROM (SELECT {self._row_hash(scheme)} AS h "
+            f"FROM {self._from()}{f' WHERE {where}' if where else ''}) t"
         )
         (row,) = (await self._fetch(sql, 1)).rows
-        lo, hi = (_int(row[2]), _int(row[3])) if key_range else (None, None)
-        return Summary(int(row[0]), _int(row[1]) or 0, lo, hi)
+        return int(row[0]), _int(row[1]) or 0
 
     async def bounds(self) -> tuple[int | None, int | None]:
         """See `Side.bounds` (PostgreSQL and MariaDB answer from the key's index)."""
@@ -213,7 +231,7 @@ class SqlSide:
         """See `Side.cells`: `count(*)` and `sum(hash)` per cell, grouped in the database."""
         if within is None and isinstance(grid, RangeGrid):
             last = grid.last_cell
-            if last is not None and last + 1 >= SPLIT_FROM:
+            if self._splits and last is not None and last + 1 >= SPLIT_FROM:
                 parts = await all_of(
                     *(self._grouped(scheme, grid, where) for where in self._parts(grid, last))
                 )
@@ -228,17 +246,28 @@ class SqlSide:
         return {c: check for c, check in found.items() if coarse.parent(c, grid) in keep}
 
     def _parts(self, grid: RangeGrid, last: int) -> list[str]:
-        """PARTS key-range predicates covering every key (the outer ones open-ended)."""
+        """PARTS key-range predicates covering every key, cut at cell boundaries."""
+        return self._split(
+            [grid.lo + (last + 1) * i // PARTS * grid.width for i in range(1, PARTS)]
+        )
+
+    def _split(self, edges: list[int]) -> list[str]:
+        """Key-range predicates cut at `edges` (each edge starts a part) covering every row.
+
+        The outer parts are open-ended, and the first one also holds NULL keys, so that
+        a row with a NULL key is still counted (and, in cells, reported).
+        """
         key = self._key()
-        edges = [grid.lo + (last + 1) * i // PARTS * grid.width for i in range(1, PARTS)]
         lows: list[int | None] = [None, *edges]
         highs: list[int | None] = [*(edge - 1 for edge in edges), None]
         wheres = []
         for low, high in zip(lows, highs, strict=True):
-            terms = ([f"{key} >= {low}"] if low is not None else []) + (
-                [f"{key} <= {high}"] if high is not None else []
-            )
-            wheres.append(" AND ".join(terms))
+            if low is None:
+                wheres.append(f"({key} <= {high} OR {key} IS NULL)")
+            elif high is None:
+                wheres.append(f"{key} >= {low}")
+            else:
+                wheres.append(f"{key} >= {low} AND {key} <= {high}")
         return wheres
 
     async def _grouped(self, scheme: Scheme, grid: Grid, where: str) -> dict[int, Check]:
@@ -387,17 +416,14 @@ class LocalSide:
         rows = await self._all()
         return None if len(rows) > max_rows else rows
 
-    async def summary(self, scheme: Scheme, *, key_range: bool) -> Summary:
+    async def summary(
+        self, scheme: Scheme, *, bounds: tuple[int | None, int | None] | None
+    ) -> Summary:
         """See `Side.summary`."""
         await self._all()
         hashed = self._hashes(scheme)
-        keys = [h.row[0] for h in hashed] if key_range else []
-        return Summary(
-            len(hashed),
-            sum(h.row_hash for h in hashed),
-            min(keys) if keys else None,
-            max(keys) if keys else None,
-        )
+        lo, hi = bounds or (None, None)
+        return Summary(len(hashed), sum(h.row_hash for h in hashed), lo, hi)
 
     async def bounds(self) -> tuple[int | None, int | None]:
         """See `Side.bounds`."""

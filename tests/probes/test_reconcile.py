@@ -11,7 +11,7 @@ import pytest
 
 from agent.connectors import Rows, SqlConnector
 from agent.probe_spec import RunContext
-from agent.reconcile import checksum
+from agent.reconcile import checksum, engine, sides
 from agent.results import Observation
 from agent.sources import PostgresSource
 from probes.reconcile import ReconcileSpec, run
@@ -154,10 +154,11 @@ async def test_unchanged_tables_cost_one_scan_per_side(ctx: RunContext, data: Da
         "missing_right": 0,
         "checked": 3000,
         "pending_grace": 0,
-        # 100 sample rows (for the column kinds) and one checksum row per side.
-        "rows_transferred": 202,
+        # Per side: 100 sample rows (for the column kinds), the key's min/max and one
+        # checksum row.
+        "rows_transferred": 204,
     }
-    assert result.detail == "3,000 keys compared (checksum, 202 rows read): all agree"
+    assert result.detail == "3,000 keys compared (checksum, 204 rows read): all agree"
 
 
 class Recorder:
@@ -214,17 +215,17 @@ async def test_what_each_run_reads(ctx: RunContext, data: Data) -> None:
     left, right = recorders(ctx)
     probe = spec(left=side("pg", left_table), right=side("maria", right_table), mode="checksum")
 
-    # Unchanged: one scan per side (after a 100-row sample that learns the column kinds).
+    # Unchanged: one scan per side (after a 100-row sample that learns the column kinds,
+    # and min/max of the integer key, answered by its index).
     assert (await run(probe, ctx)).values["mismatched"] == 0
-    assert left.kinds() == right.kinds() == ["sample", "summary"]
+    assert left.kinds() == right.kinds() == ["sample", "bounds", "summary"]
 
     # Drift appears: whole-table checksums, then the cells, then the differing rows.
     data.maria_execute(f"UPDATE {right_table} SET available = 0 WHERE sku = 700")
     assert (await run(probe, ctx)).values["mismatched"] == 1
-    assert left.kinds() == right.kinds() == ["sample", "summary", "cells", "pull"]
+    assert left.kinds() == right.kinds() == ["sample", "bounds", "summary", "cells", "pull"]
 
-    # Drift seen last time: the whole-table pass is skipped, the key range costs an
-    # index lookup. Still there, so still found.
+    # Drift seen last time: the whole-table pass is skipped. Still there, so still found.
     assert (await run(probe, ctx)).values["mismatched"] == 1
     assert left.kinds() == right.kinds() == ["sample", "bounds", "cells", "pull"]
 
@@ -235,7 +236,67 @@ async def test_what_each_run_reads(ctx: RunContext, data: Data) -> None:
     assert (repaired.values["mismatched"], repaired.values["checked"]) == (0, 2000)
     assert left.kinds() == right.kinds() == ["sample", "bounds", "cells"]
     assert (await run(probe, ctx)).values["mismatched"] == 0
-    assert left.kinds() == right.kinds() == ["sample", "summary"]
+    assert left.kinds() == right.kinds() == ["sample", "bounds", "summary"]
+
+
+async def test_a_fresh_run_over_a_wide_key_range_starts_at_the_cells(
+    ctx: RunContext, data: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a fresh agent does on a table of at least CELLS_FIRST_KEYS keys (lowered here):
+    # no whole-table pass, so drift costs one scan per side, and so do unchanged tables.
+    monkeypatch.setattr(engine, "CELLS_FIRST_KEYS", 1000)
+    rows = stock(2000)
+    left_table = data.pg("shop", STOCK, rows)
+    right_table = data.maria("wh", STOCK_MARIA, drifted(rows))
+    left, right = recorders(ctx)
+    probe = spec(left=side("pg", left_table), right=side("maria", right_table), mode="checksum")
+    assert_found_drift(await run(probe, ctx))
+    assert left.kinds() == right.kinds() == ["sample", "bounds", "cells", "pull"]
+
+    fresh = RunContext(base_dir=ctx.base_dir, sources=ctx.sources)
+    try:
+        left, right = recorders(fresh)
+        same = spec(left=side("pg", left_table), right=side("pg", left_table), mode="checksum")
+        agreed = await run(same, fresh)
+        assert agreed.error is None, agreed.error
+        assert (agreed.values["mismatched"], agreed.values["checked"]) == (0, 2000)
+        assert left.kinds() == ["sample", "sample", "bounds", "bounds", "cells", "cells"]
+    finally:
+        await fresh.aclose()
+
+
+async def test_wide_key_ranges_are_scanned_in_concurrent_parts(
+    ctx: RunContext, data: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keys from -10^12 to 10^12, and a NULL key on the right (MariaDB, the dialect that
+    # is split); cut into parts (thresholds lowered), the whole-table pass must still
+    # count every row, NULL keys included, and the cells must still refuse the NULL key.
+    monkeypatch.setattr(engine, "CELLS_FIRST_KEYS", 10**15)  # whole-table pass first
+    monkeypatch.setattr(sides, "SPLIT_KEYS", 2)
+    monkeypatch.setattr(sides, "SPLIT_FROM", 2)
+    rows = [(sku * 10**9, Decimal(sku % 50)) for sku in range(-1000, 1001)]
+    unique, unique_maria = (c.replace("PRIMARY KEY", "UNIQUE") for c in (STOCK, STOCK_MARIA))
+    left_table = data.pg("shop", unique, rows)
+    right_table = data.maria("wh", unique_maria, [*rows, (None, Decimal(1))])
+    left, right = recorders(ctx)
+    probe = spec(left=side("pg", left_table), right=side("maria", right_table), mode="checksum")
+    result = await run(probe, ctx)
+    assert result.error == "the right side has a row with a NULL key"
+    assert left.kinds() == ["sample", "bounds", "summary", "cells"]  # PostgreSQL: not split
+    assert right.kinds() == ["sample", "bounds", "summary", "summary", "cells", "cells"]
+
+    # The same NULL-key row on both sides: the parts count it (2,002 rows, not 2,001).
+    data.pg_execute(f"INSERT INTO {left_table} VALUES (NULL, 1)")
+    fresh = RunContext(base_dir=ctx.base_dir, sources=ctx.sources)
+    try:
+        left, right = recorders(fresh)
+        agreed = await run(probe, fresh)
+        assert agreed.error is None, agreed.error
+        assert (agreed.values["mismatched"], agreed.values["checked"]) == (0, 2002)
+        assert left.kinds() == ["sample", "bounds", "summary"]
+        assert right.kinds() == ["sample", "bounds", "summary", "summary"]
+    finally:
+        await fresh.aclose()
 
 
 async def test_auto_compares_small_tables_in_full_and_large_ones_by_checksum(

@@ -3,8 +3,9 @@
 Hypothesis draws a set of keys and, per key, whether it is on both sides or one, and
 its values (NULL, equal or drifted). The tables are written to PostgreSQL (left) and
 MariaDB (right), and the probe must report exactly the expected differences on the
-checksum path (with tiny cells, so several levels are walked; run twice, because a
-run after one that found drift skips the whole-table checksums) and on the full path.
+checksum path (with tiny cells, so several levels are walked, and scans cut into
+key-range parts), starting at the cells as a fresh run over a wide key range does, on
+the run after that, and starting with the whole-table checksums; and on the full path.
 Integer keys exercise range cells, text keys hash cells.
 """
 
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.probe_spec import RunContext
-from agent.reconcile import checksum, sides
+from agent.reconcile import checksum, engine, sides
 from agent.reconcile.values import sort_key, to_json
 from probes.reconcile import ReconcileSpec, run
 from tests.reconcile.conftest import Data, sources
@@ -138,21 +139,31 @@ async def probe(tables: Tables, ctx: RunContext, mode: str) -> list[dict[str, An
     return diffs
 
 
-async def three_runs(tables: Tables, tmp: Path) -> list[list[dict[str, Any]]]:
-    """Checksum twice (the second run starts at the cells when the first found drift), then full."""
-    ctx = RunContext(base_dir=tmp, sources=sources(tmp))
-    saved = checksum.PULL_ROWS, sides.SPLIT_FROM
-    # Tiny cells: several levels down to single keys; and the first level in parts.
-    checksum.PULL_ROWS, sides.SPLIT_FROM = 2, 2
+async def four_runs(tables: Tables, tmp: Path) -> list[list[dict[str, Any]]]:
+    """Every path: cells first, after drift, whole-table pass first (in parts), full."""
+    saved = checksum.PULL_ROWS, sides.SPLIT_FROM, sides.SPLIT_KEYS, engine.CELLS_FIRST_KEYS
+    # Tiny cells: several levels down to single keys; and scans in key-range parts.
+    checksum.PULL_ROWS, sides.SPLIT_FROM, sides.SPLIT_KEYS = 2, 2, 2
+    found = []
     try:
-        return [
-            await probe(tables, ctx, "checksum"),
-            await probe(tables, ctx, "checksum"),
-            await probe(tables, ctx, "full"),
-        ]
+        # A fresh run starting at the cells, then the next run (which starts at the
+        # cells when the first found drift, with the whole-table pass when not).
+        engine.CELLS_FIRST_KEYS = 0
+        ctx = RunContext(base_dir=tmp, sources=sources(tmp))
+        try:
+            found += [await probe(tables, ctx, "checksum"), await probe(tables, ctx, "checksum")]
+        finally:
+            await ctx.aclose()
+        # A fresh run starting with the whole-table pass; then the full path.
+        engine.CELLS_FIRST_KEYS = 2**62
+        ctx = RunContext(base_dir=tmp, sources=sources(tmp))
+        try:
+            found += [await probe(tables, ctx, "checksum"), await probe(tables, ctx, "full")]
+        finally:
+            await ctx.aclose()
     finally:
-        checksum.PULL_ROWS, sides.SPLIT_FROM = saved
-        await ctx.aclose()
+        checksum.PULL_ROWS, sides.SPLIT_FROM, sides.SPLIT_KEYS, engine.CELLS_FIRST_KEYS = saved
+    return found
 
 
 def test_reports_exactly_the_differences(tables: Tables, tmp_path: Path) -> None:
@@ -162,6 +173,6 @@ def test_reports_exactly_the_differences(tables: Tables, tmp_path: Path) -> None
         left, right = pair
         tables.fill(left, right)
         want = expected(left, right)
-        assert asyncio.run(three_runs(tables, tmp_path)) == [want, want, want]
+        assert asyncio.run(four_runs(tables, tmp_path)) == [want] * 4
 
     check()
