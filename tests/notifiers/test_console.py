@@ -37,8 +37,39 @@ SPEC = ConsoleSpec(name="terminal", kind="console")
             "🔁 FLAPPING     warning   shop-api failing — changing state too often;"
             " no more pages until it is stable",
         ),
+        (
+            make_notice(
+                NoticeEvent.ESCALATED,
+                after=timedelta(seconds=40),
+                actor="remediation",
+                comment="restart-shop did not fix it: its circuit breaker opened (run #3)",
+            ),
+            "📣 ESCALATED    critical  shop-api failing — the automatic repair did not fix it"
+            " after 40s: timed out after 1s: restart-shop did not fix it: its circuit breaker"
+            " opened (run #3)",
+        ),
+        (
+            make_notice(NoticeEvent.ESCALATED, after=timedelta(minutes=15)),
+            "📣 ESCALATED    critical  shop-api failing — not acknowledged after 15m:"
+            " timed out after 1s",
+        ),
+        (
+            make_notice(NoticeEvent.APPROVAL, comment="fix-shop: POST /admin/fix").model_copy(
+                update={"approval_run": 7}
+            ),
+            "🛠️ APPROVAL     critical  shop-api failing — a repair awaits approval (run #7):"
+            " fix-shop: POST /admin/fix",
+        ),
     ],
-    ids=["opened", "acknowledged", "resolved", "flapping"],
+    ids=[
+        "opened",
+        "acknowledged",
+        "resolved",
+        "flapping",
+        "repair-failed",
+        "escalated",
+        "approval",
+    ],
 )
 async def test_one_line_per_notice(
     capsys: pytest.CaptureFixture[str], ctx: NotifyContext, notice: Notice, line: str
