@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from agent.config import Config
 from agent.durations import parse_duration
 from agent.errors import ConfigError, ConfigProblem
+from agent.unique_names import unique_names
 from reports.settings import check_reports
 
 Loc = tuple[str | int, ...]
@@ -360,21 +361,10 @@ def cross_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
     if not isinstance(probes, list):
         return problems
-    first_seen: dict[str, int] = {}
+    problems += unique_names(probes, "probes", "probe")[1]
     for i, probe in enumerate(probes):
         if not isinstance(probe, dict):
             continue
-        name = probe.get("name")
-        if isinstance(name, str):
-            if name in first_seen:
-                problems.append(
-                    (
-                        ("probes", i, "name"),
-                        f"duplicate probe name {name!r} (first used by probes[{first_seen[name]}])",
-                    )
-                )
-            else:
-                first_seen[name] = i
         # Only an explicit timeout can collide: the default adapts to `every`.
         if "timeout" in probe:
             every = _duration_or_none(probe.get("every", "30s"))
@@ -421,22 +411,7 @@ def _source_kind_problem(i: int, kind: Any, name: str, source: Any) -> list[tupl
 
 def _notifier_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Notifier names are unique and every `notify:` / `escalate_to:` names one."""
-    problems: list[tuple[Loc, str]] = []
-    raw = data.get("notify")
-    notifiers: list[Any] = raw if isinstance(raw, list) else []
-    names: dict[str, int] = {}
-    for i, entry in enumerate(notifiers):
-        name = entry.get("name") if isinstance(entry, dict) else None
-        if isinstance(name, str):
-            if name in names:
-                problems.append(
-                    (
-                        ("notify", i, "name"),
-                        f"duplicate notifier name {name!r} (first used by notify[{names[name]}])",
-                    )
-                )
-            else:
-                names[name] = i
+    names, problems = unique_names(data.get("notify"), "notify", "notifier")
     known = ", ".join(sorted(names)) or "none defined"
 
     def check(loc: Loc, refs: Any) -> None:
@@ -470,25 +445,10 @@ def _notifier_kinds(data: Mapping[str, Any]) -> dict[str, str]:
 
 def _remediation_checks(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Remediation names are unique; every probe's `remediation:` names one that fits it."""
-    problems: list[tuple[Loc, str]] = []
     raw = data.get("remediations")
     entries: list[Any] = raw if isinstance(raw, list) else []
-    kinds: dict[str, Any] = {}
-    first: dict[str, int] = {}
-    for i, entry in enumerate(entries):
-        name = entry.get("name") if isinstance(entry, dict) else None
-        if not isinstance(name, str):
-            continue
-        if name in first:
-            problems.append(
-                (
-                    ("remediations", i, "name"),
-                    f"duplicate remediation name {name!r} (first used by remediations[{first[name]}])",
-                )
-            )
-        else:
-            first[name] = i
-            kinds[name] = entry.get("kind")
+    first, problems = unique_names(entries, "remediations", "remediation")
+    kinds = {name: entries[i].get("kind") for name, i in first.items()}
     known = ", ".join(sorted(first)) or "none defined"
     probes = data.get("probes")
     for i, probe in enumerate(probes if isinstance(probes, list) else []):

@@ -34,6 +34,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agent.durations import Duration
 from agent.probe_spec import StrictModel, check_name
+from agent.unique_names import unique_names
 from reports.data import DEFAULT_INTEGRITY_VALUES
 
 Section = Literal["availability", "incidents", "healing", "integrity", "noise"]
@@ -124,21 +125,10 @@ def check_reports(
     if not isinstance(reports, list):
         return errors
     known = ", ".join(sorted(notifiers)) or "none defined"
-    first: dict[str, int] = {}
+    errors += unique_names(reports, "reports", "report")[1]
     for index, report in enumerate(reports):
         if not isinstance(report, dict):
             continue
-        name = report.get("name")
-        if isinstance(name, str):
-            if name in first:
-                errors.append(
-                    (
-                        ("reports", index, "name"),
-                        f"duplicate report name {name!r} (first used by reports[{first[name]}])",
-                    )
-                )
-            else:
-                first[name] = index
         targets = report.get("notify")
         for j, target in enumerate(targets if isinstance(targets, list) else []):
             if not isinstance(target, str):
