@@ -70,6 +70,22 @@ async def endpoint() -> AsyncIterator[Endpoint]:
     await runner.cleanup()
 
 
+def health_probe(endpoint: Endpoint, remediation: str, *, every: str = "500ms") -> str:
+    """The shop's health probe (200 expected), naming `remediation`."""
+    return (
+        f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: {every}, '
+        f"expect: [status == 200], remediation: {remediation}}}"
+    )
+
+
+def fix_shop(endpoint: Endpoint, fields: str) -> str:
+    """`fix-shop`: POST the shop's /admin/fix (which heals it), with extra `fields`."""
+    return (
+        f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
+        f"{fields}}}"
+    )
+
+
 def config_text(probes: str, remediations: str, *, extra: str = "", notify: str = "") -> str:
     return f"""
 agent: {{data_dir: ./var, api: {{listen: "127.0.0.1:0"}}}}
@@ -184,8 +200,7 @@ async def test_ineffective_fix_backs_off_opens_the_breaker_and_escalates(
     script = f"open({str(marker)!r}, 'a').write('x\\n')"
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 200ms, '
-            "expect: [status == 200], remediation: restart-shop}",
+            health_probe(endpoint, "restart-shop", every="200ms"),
             f"  - {{name: restart-shop, kind: command, argv: [{sys.executable!r}, -c, {script!r}], "
             'mode: auto, cooldown: 0s, backoff: 200ms, breaker_after: 3, max_attempts: "10 per 1h", '
             "verify_after: 0s}",
@@ -218,10 +233,8 @@ async def test_approval_mode_waits_then_runs_after_approve(
 ) -> None:
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
-            "expect: [status == 200], remediation: fix-shop}",
-            f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
-            "mode: approval, verify_after: 0s}",
+            health_probe(endpoint, "fix-shop"),
+            fix_shop(endpoint, "mode: approval, verify_after: 0s"),
         )
     )
     agent = running.agent
@@ -253,10 +266,8 @@ async def test_unanswered_approval_expires_as_rejected(
 ) -> None:
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
-            "expect: [status == 200], remediation: fix-shop}",
-            f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
-            "mode: approval, approval_expiry: 300ms}",
+            health_probe(endpoint, "fix-shop"),
+            fix_shop(endpoint, "mode: approval, approval_expiry: 300ms"),
         )
     )
     agent = running.agent
@@ -337,12 +348,10 @@ async def test_two_incidents_and_a_manual_request_run_the_repair_once(
     endpoint.fix_delay = 0.5  # the first run holds the lock while the others arrive
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
-            "expect: [status == 200], remediation: fix-shop}\n"
+            health_probe(endpoint, "fix-shop") + "\n"
             f'  - {{name: shop-api-json, kind: http, url: "{endpoint.base}/health", every: 500ms, '
             "expect: [json.ok == true], remediation: fix-shop}",
-            f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
-            "mode: auto, cooldown: 1h, verify_after: 0s}",
+            fix_shop(endpoint, "mode: auto, cooldown: 1h, verify_after: 0s"),
         )
     )
     agent = running.agent
@@ -392,8 +401,7 @@ async def test_no_config_secret_reaches_a_plan_output_or_notice(
     try:
         running = await start_agent(
             config_text(
-                f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 200ms, '
-                "expect: [status == 200], remediation: leaky}",
+                health_probe(endpoint, "leaky", every="200ms"),
                 f"  - {{name: leaky, kind: command, argv: [{sys.executable!r}, -c, {script!r}], "
                 'mode: auto, cooldown: 0s, backoff: 100ms, breaker_after: 1, max_attempts: "5 per 1h"}',
                 extra=f"""
@@ -455,10 +463,8 @@ async def test_cli_lists_dry_runs_approves_and_shows_a_run(
     monkeypatch.setenv("USER", "tester")
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
-            "expect: [status == 200], remediation: fix-shop}",
-            f'  - {{name: fix-shop, kind: http, method: POST, url: "{endpoint.base}/admin/fix", '
-            "mode: approval, verify_after: 0s}",
+            health_probe(endpoint, "fix-shop"),
+            fix_shop(endpoint, "mode: approval, verify_after: 0s"),
         )
     )
     agent, config = running.agent, str(running.config_path)
@@ -509,8 +515,7 @@ async def test_kill_9_mid_remediation_marks_the_run_interrupted_and_escalates(
     config = tmp_path / "agent.yaml"
     config.write_text(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
-            "expect: [status == 200], remediation: slow-fix}",
+            health_probe(endpoint, "slow-fix"),
             f"  - {{name: slow-fix, kind: command, argv: [{sys.executable!r}, -c, {script!r}], "
             "mode: auto, timeout: 2m}",
         )
@@ -570,8 +575,7 @@ async def test_a_clean_stop_lets_a_run_in_progress_finish(
     script = f"import time; time.sleep(1.0); open({str(marker)!r}, 'w').write('done')"
     running = await start_agent(
         config_text(
-            f'  - {{name: shop-api, kind: http, url: "{endpoint.base}/health", every: 500ms, '
-            "expect: [status == 200], remediation: slow-fix}",
+            health_probe(endpoint, "slow-fix"),
             f"  - {{name: slow-fix, kind: command, argv: [{sys.executable!r}, -c, {script!r}], "
             "mode: auto, verify_after: 0s}",
         )
