@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 from agent import store_remediations as sql
 from agent.config import Config, GuardSection
+from agent.durations import format_duration
 from agent.errors import RemediationRefused
 from agent.incidents.engine import Outcome as IncidentOutcome
 from agent.incidents.models import Incident
@@ -149,7 +150,7 @@ class RemediationService:
             expiry = spec.approval_expiry if spec is not None else None
             if expiry is None or now - run.created_at >= expiry:
                 reason = (
-                    f"approval expired after {expiry} unanswered"
+                    f"approval expired after {format_duration(expiry)} unanswered"
                     if expiry is not None
                     else f"{run.remediation} is no longer configured"
                 )
@@ -237,7 +238,8 @@ class RemediationService:
                     incident.id,
                     outcome.run_id,
                     reason=f"{spec.name}: {outcome.plan.summary} — approve with "
-                    f"`opsagent approve {outcome.run_id}` (expires in {spec.approval_expiry})",
+                    f"`opsagent approve {outcome.run_id}` (expires in "
+                    f"{format_duration(spec.approval_expiry)})",
                 )
             return False
         if outcome.state == "shadow":

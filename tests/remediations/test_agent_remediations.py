@@ -282,6 +282,8 @@ async def test_unanswered_approval_expires_as_rejected(
     [run_id] = await service.expire_approvals()
     [run] = await runs(agent)
     assert (run[0], run[2]) == (run_id, "rejected")
+    [(reason,)] = await rows(agent, "SELECT reason FROM remediation_runs WHERE id = ?", run_id)
+    assert reason == "approval expired after 300ms unanswered"
     late = await running.client.post(
         f"/v1/remediation-runs/{run_id}/approve", json={"actor": "bob"}
     )
