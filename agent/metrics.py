@@ -55,6 +55,7 @@ class AgentMetrics:
         self.lag = Histogram(LAG_BUCKETS)
         self.last_success: dict[str, datetime] = {}
         self.outbox: OutboxTotals | None = None  # read from the store just before a scrape
+        self.remediations: dict[str, int] | None = None  # runs by state, read likewise
         self._agent = agent
         self._registry: CollectorRegistry | None = None  # built at the first scrape
 
@@ -65,14 +66,17 @@ class AgentMetrics:
         if result.ok:
             self.last_success[result.probe] = result.started_at
 
-    def render(self, outbox: OutboxTotals | None = None) -> bytes:
-        """The exposition text; `outbox` holds the notification counts read for this scrape."""
+    def render(
+        self, outbox: OutboxTotals | None = None, remediations: dict[str, int] | None = None
+    ) -> bytes:
+        """The exposition text; `outbox` and `remediations` hold the counts read from the
+        store for this scrape."""
         # prometheus_client (~1 MB) is loaded at the first scrape: not every agent is scraped.
         from prometheus_client import generate_latest
 
         from agent.metrics_export import build_registry
 
-        self.outbox = outbox
+        self.outbox, self.remediations = outbox, remediations
         if self._registry is None:
             self._registry = build_registry(self._agent, self)
         return generate_latest(self._registry)

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from agent.metrics import AgentMetrics
 
 SEVERITIES = ("critical", "high", "warning", "info")
+RUN_STATES = (
+    "running", "succeeded", "failed", "ineffective", "refused", "shadow",
+    "awaiting_approval", "rejected", "interrupted",
+)  # fmt: skip
 
 
 def build_registry(agent: Agent, metrics: AgentMetrics) -> CollectorRegistry:
@@ -46,6 +50,7 @@ class _AgentCollector(Collector):
         yield from self._scheduler()
         yield from self._store()
         yield from self._incidents()
+        yield from self._remediations()
 
     def _agent_info(self) -> Iterator[Metric]:
         agent = self._agent
@@ -233,3 +238,24 @@ class _AgentCollector(Collector):
             "Notifications delivered (kept in the store: survives restarts).",
             value=outbox.sent,
         )
+
+    def _remediations(self) -> Iterator[Metric]:
+        service = self._agent.remediations
+        if service is not None:
+            yield GaugeMetricFamily(
+                "opsagent_remediation_kill_switch",
+                "1 while the guard's kill switch stops every remediation.",
+                value=int(service.remediator.guard.kill_switch),
+            )
+        counts = self._metrics.remediations
+        if counts is None:
+            return
+        runs = GaugeMetricFamily(
+            "opsagent_remediation_runs",
+            "Remediation runs recorded, by their state now (kept in the store); "
+            'state="awaiting_approval" is what waits for a person.',
+            labels=["state"],
+        )
+        for state in RUN_STATES:
+            runs.add_metric([state], counts.get(state, 0))
+        yield runs

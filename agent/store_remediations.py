@@ -284,12 +284,13 @@ def facts(
     )
 
 
-def totals(con: duckdb.DuckDBPyConnection, since: datetime) -> dict[str, int]:
-    """Runs per state created since `since`, plus `awaiting_approval` whenever created."""
+def totals(con: duckdb.DuckDBPyConnection, since: datetime | None = None) -> dict[str, int]:
+    """Runs per state (created since `since`, if given), plus `awaiting_approval` whenever
+    created."""
+    where = "WHERE created_at >= ? " if since is not None else ""
     rows = con.execute(
-        "SELECT state, count(*) FROM remediation_runs WHERE created_at >= ? "
-        "GROUP BY state ORDER BY state",
-        [_naive(since)],
+        f"SELECT state, count(*) FROM remediation_runs {where}GROUP BY state ORDER BY state",
+        [_naive(since)] if since is not None else [],
     ).fetchall()
     counts = {str(state): int(n) for state, n in rows}
     waiting = con.execute(

@@ -139,9 +139,10 @@ async def _outbox_totals(store: Store) -> OutboxTotals | None:
     return OutboxTotals(pending=counts.pending, dead=counts.dead, sent=counts.sent)
 
 
-async def _remediation_totals(store: Store, now: datetime) -> dict[str, int] | None:
-    """Remediation runs of the last day by state; None when the store cannot answer now."""
-    since = now - timedelta(hours=24)
+async def _remediation_totals(store: Store, now: datetime | None) -> dict[str, int] | None:
+    """Remediation runs of the day before `now` (ever, for None) by state, and those awaiting
+    approval; None when the store cannot answer now."""
+    since = now - timedelta(hours=24) if now is not None else None
     try:
         async with asyncio.timeout(OUTBOX_COUNT_WAIT_S):
             return await store.run(lambda c: remediation_sql.totals(c, since))
@@ -301,8 +302,9 @@ async def metrics(call: Call) -> web.Response:
     """Prometheus text exposition."""
     store = call.agent.store
     outbox = await _outbox_totals(store) if store is not None else None
+    repairs = await _remediation_totals(store, None) if store is not None else None
     return web.Response(
-        body=call.agent.metrics.render(outbox),
+        body=call.agent.metrics.render(outbox, repairs),
         headers={"Content-Type": METRICS_CONTENT_TYPE},
     )
 

@@ -245,6 +245,10 @@ async def test_approval_mode_waits_then_runs_after_approve(
     await wait_until(waiting, within=20)
     await asyncio.sleep(0.5)
     assert endpoint.fixes == 0  # nothing runs before a human says so
+    exposition = (await running.client.get("/metrics")).text
+    assert 'opsagent_remediation_runs{state="awaiting_approval"} 1.0' in exposition
+    assert 'opsagent_remediation_runs{state="succeeded"} 0.0' in exposition
+    assert "opsagent_remediation_kill_switch 0.0" in exposition
     [run] = await runs(agent)
     response = await running.client.post(
         f"/v1/remediation-runs/{run[0]}/approve", json={"actor": "alice"}
