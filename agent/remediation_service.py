@@ -55,7 +55,11 @@ _OUTPUT_IN_NOTICE = 1500
 
 
 class RemediationNotFound(LookupError):
-    """No remediation, run or incident with that name or id (the message says which)."""
+    """No remediation, run, probe or incident with that name or id; `field` names which."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -309,7 +313,7 @@ class RemediationService:
         if incident_id is not None:
             incident = self.incidents.find(incident_id)
             if incident is None:
-                raise RemediationNotFound(f"no active incident #{incident_id}")
+                raise RemediationNotFound(f"no active incident #{incident_id}", field="incident")
             target = target_for(incident, self._probe(incident.probe), spec)
         else:
             target, incident = self._probe_target(spec, probe)
@@ -380,14 +384,16 @@ class RemediationService:
     async def _run_and_spec(self, run_id: int) -> tuple[sql.RunRow, RemediationSpec]:
         run = await self._store.run(lambda c: sql.get_run(c, run_id))
         if run is None:
-            raise RemediationNotFound(f"no remediation run #{run_id}")
+            raise RemediationNotFound(f"no remediation run #{run_id}", field="id")
         return run, self._spec(run.remediation)
 
     def _spec(self, name: str) -> RemediationSpec:
         spec = self.config.remediation(name)
         if spec is None:
             known = ", ".join(r.name for r in self.config.remediations) or "none configured"
-            raise RemediationNotFound(f"no remediation named {name!r} (remediations: {known})")
+            raise RemediationNotFound(
+                f"no remediation named {name!r} (remediations: {known})", field="name"
+            )
         return spec
 
     def _probe(self, name: str) -> ProbeSpec | None:
@@ -409,7 +415,7 @@ class RemediationService:
             return Target(spec.name), None
         probe = self._probe(probe_name)
         if probe is None:
-            raise RemediationNotFound(f"no probe named {probe_name!r}")
+            raise RemediationNotFound(f"no probe named {probe_name!r}", field="probe")
         open_now = [
             i for i in self.incidents.engine.active.values()
             if i.probe == probe_name and i.entity is None and i.opened_at is not None

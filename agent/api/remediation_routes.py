@@ -87,8 +87,7 @@ async def remediate(call: Call) -> RunDetail:
             dry_run=request.dry_run,
         )
     except RemediationNotFound as exc:
-        field = "incident" if "incident" in str(exc) else "probe" if "probe" in str(exc) else "name"
-        raise ApiError(404, str(exc), field=field) from None
+        raise ApiError(404, str(exc), field=exc.field) from None
     except RemediationRefused as exc:
         raise ApiError(409, str(exc), field="probe") from None
     if request.dry_run:
@@ -136,7 +135,7 @@ async def _act(call: Call, run_id: int, action: Callable[[RemediationService], A
     try:
         return await action(service)
     except RemediationNotFound as exc:
-        raise ApiError(404, str(exc), field="id") from None
+        raise ApiError(404, str(exc), field=exc.field) from None
     except RemediationRefused as exc:
         raise ApiError(409, str(exc), field="id") from None
 

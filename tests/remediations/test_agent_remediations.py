@@ -263,6 +263,11 @@ async def test_approval_mode_waits_then_runs_after_approve(
         agent, "SELECT step, actor FROM remediation_steps WHERE run_id = ? ORDER BY id", run[0]
     )
     assert ("approved", "alice") in actors
+    unknown = await running.client.post("/v1/remediations/nope/run", json={})
+    assert (unknown.status_code, unknown.json()["field"]) == (404, "name")
+    gone = await running.client.post("/v1/remediations/fix-shop/run", json={"incident": 999})
+    assert (gone.status_code, gone.json()["field"]) == (404, "incident")
+    assert gone.json()["error"] == "no active incident #999"
 
 
 async def test_unanswered_approval_expires_as_rejected(
